@@ -1,0 +1,388 @@
+//! [`Exchange`]: the books of many symbols over one order arena, driven by
+//! typed commands. This is the unit a shard owns; it is single-threaded and
+//! deterministic: the same commands always give the same events and state.
+
+use rustc_hash::FxHashMap;
+
+use crate::book::{Book, TakeOutcome, Taker};
+use crate::levels::{PriceLevels, SortedVecLevels};
+use crate::orders::{NIL, Orders, Slot};
+use crate::types::*;
+
+/// Limits and preallocation. Every limit is enforced with a rejection, never
+/// an unbounded allocation.
+#[derive(Clone, Debug)]
+pub struct Config {
+    /// Most resting orders over all books. A `gtc` limit order that arrives
+    /// when this many rest is rejected with `too_many_orders`.
+    pub orders_max: usize,
+    /// Order slots (and id index entries) allocated up front.
+    pub orders_preallocated: usize,
+    /// Most symbols (books). An order for a new symbol beyond it is rejected
+    /// with `too_many_symbols`.
+    pub symbols_max: usize,
+    /// Level slots reserved per side when a book is created.
+    pub levels_preallocated: usize,
+    /// When not empty, the only symbols traded: their books exist from the
+    /// start and any other symbol is rejected with `invalid_symbol`.
+    pub instruments: Vec<Symbol>,
+}
+
+impl Default for Config {
+    fn default() -> Config {
+        Config {
+            orders_max: 10_000_000,
+            orders_preallocated: 1 << 16,
+            symbols_max: 100_000,
+            levels_preallocated: 256,
+            instruments: Vec::new(),
+        }
+    }
+}
+
+/// The order books of many symbols. Generic over the level structure
+/// (see [`crate::levels`]); the default is the measured winner.
+#[derive(Clone)]
+pub struct Exchange<L: PriceLevels = SortedVecLevels> {
+    pub(crate) config: Config,
+    pub(crate) orders: Orders,
+    pub(crate) books: Vec<Book<L>>,
+    pub(crate) book_by_symbol: FxHashMap<Symbol, u32>,
+}
+
+#[inline]
+fn in_range(value: u64) -> bool {
+    (1..=VALUE_MAX).contains(&value)
+}
+
+impl<L: PriceLevels> Default for Exchange<L> {
+    fn default() -> Self {
+        Exchange::new(Config::default())
+    }
+}
+
+impl<L: PriceLevels> Exchange<L> {
+    pub fn new(config: Config) -> Self {
+        let mut exchange = Exchange {
+            orders: Orders::new(config.orders_max, config.orders_preallocated),
+            books: Vec::new(),
+            book_by_symbol: FxHashMap::default(),
+            config,
+        };
+        for symbol in exchange.config.instruments.clone() {
+            if !exchange.book_by_symbol.contains_key(&symbol) {
+                exchange.create_book(symbol);
+            }
+        }
+        exchange
+    }
+
+    pub fn config(&self) -> &Config {
+        &self.config
+    }
+
+    pub(crate) fn create_book(&mut self, symbol: Symbol) -> u32 {
+        let index = self.books.len() as u32;
+        self.books.push(Book::new(symbol, self.config.levels_preallocated));
+        self.book_by_symbol.insert(symbol, index);
+        index
+    }
+
+    /// Applies one command, writing its events to `sink` in order.
+    ///
+    /// A rejected command produces exactly one `rejected` event and changes nothing.
+    #[inline]
+    pub fn process<S: EventSink + ?Sized>(&mut self, command: &Command, sink: &mut S) {
+        let seq = command.seq;
+        match command.action {
+            Action::New(ref order) => self.new_order(seq, order, sink),
+            Action::Cancel { user, order_id } => self.cancel(seq, user, order_id, sink),
+            Action::Modify { user, order_id, price, qty } => self.modify(seq, user, order_id, price, qty, sink),
+        }
+    }
+
+    /// Applies commands in order.
+    pub fn process_all<'a, S: EventSink + ?Sized>(
+        &mut self,
+        commands: impl IntoIterator<Item = &'a Command>,
+        sink: &mut S,
+    ) {
+        for command in commands {
+            self.process(command, sink);
+        }
+    }
+
+    /// SPEC's validation steps 1 to 5 for a new order, plus this engine's
+    /// own limits; `Ok` carries the book index when the book exists.
+    #[inline]
+    fn check_new(&self, order: &NewOrder) -> Result<Option<u32>, RejectReason> {
+        if order.user > VALUE_MAX || !in_range(order.order_id) {
+            return Err(RejectReason::Malformed);
+        }
+        let book = self.book_by_symbol.get(&order.symbol).copied();
+        if book.is_none() && !self.config.instruments.is_empty() {
+            return Err(RejectReason::InvalidSymbol);
+        }
+        let limit = order.order_type == OrderType::Limit;
+        if (!limit && order.tif == Tif::Gtc) || (order.post_only && !(limit && order.tif == Tif::Gtc)) {
+            return Err(RejectReason::InvalidTif);
+        }
+        match (limit, order.price) {
+            (true, Some(price)) if in_range(price) => {}
+            (false, None) => {}
+            _ => return Err(RejectReason::InvalidPrice),
+        }
+        if !in_range(order.qty) {
+            return Err(RejectReason::InvalidQty);
+        }
+        if order.post_only
+            && let (Some(b), Some(price)) = (book, order.price)
+            && self.books[b as usize].would_take(order.side, price)
+        {
+            return Err(RejectReason::WouldTake);
+        }
+        if self.orders.contains(order.order_id) {
+            return Err(RejectReason::DuplicateOrderId);
+        }
+        if limit && order.tif == Tif::Gtc && self.orders.is_full() {
+            return Err(RejectReason::TooManyOrders);
+        }
+        if book.is_none() && self.books.len() >= self.config.symbols_max {
+            return Err(RejectReason::TooManySymbols);
+        }
+        Ok(book)
+    }
+
+    fn new_order<S: EventSink + ?Sized>(&mut self, seq: Seq, order: &NewOrder, sink: &mut S) {
+        let book_ix = match self.check_new(order) {
+            Ok(Some(book_ix)) => book_ix,
+            Ok(None) => self.create_book(order.symbol),
+            Err(reason) => {
+                sink.event(&Event { seq, kind: EventKind::Rejected { reason, order_id: None } });
+                return;
+            }
+        };
+        sink.event(&Event {
+            seq,
+            kind: EventKind::Accepted {
+                order_id: order.order_id,
+                user: order.user,
+                symbol: order.symbol,
+                side: order.side,
+                order_type: order.order_type,
+                tif: order.tif,
+                qty: order.qty,
+                price: order.price,
+            },
+        });
+        let book = &mut self.books[book_ix as usize];
+        let taker =
+            Taker { order_id: order.order_id, user: order.user, side: order.side, limit: order.price, stp: order.stp };
+        let mut remaining = order.qty;
+        if order.tif == Tif::Fok && !book.can_fill(&self.orders, &taker, remaining) {
+            sink.event(&Event {
+                seq,
+                kind: EventKind::Cancelled { order_id: order.order_id, reason: CancelReason::Fok, remaining },
+            });
+            return;
+        }
+        if book.take(&mut self.orders, seq, &taker, &mut remaining, sink) == TakeOutcome::TakerCancelled
+            || remaining == 0
+        {
+            return;
+        }
+        match (order.tif, order.price) {
+            (Tif::Gtc, Some(price)) => {
+                let slot = Slot {
+                    id: order.order_id,
+                    user: order.user,
+                    price,
+                    remaining,
+                    next: NIL,
+                    prev: NIL,
+                    level: NIL,
+                    book: book_ix,
+                    side: order.side,
+                    stp: order.stp,
+                    post_only: order.post_only,
+                    live: true,
+                };
+                // check_new made sure there is room for a gtc order.
+                let Some(oi) = self.orders.insert(slot) else {
+                    unreachable!("Invariant: check_new reserved a slot for a gtc order")
+                };
+                book.link_tail(&mut self.orders, oi);
+            }
+            (tif, _) => {
+                debug_assert!(tif != Tif::Fok, "Invariant: a feasible fok order fills completely");
+                sink.event(&Event {
+                    seq,
+                    kind: EventKind::Cancelled { order_id: order.order_id, reason: CancelReason::Ioc, remaining },
+                });
+            }
+        }
+    }
+
+    /// The slot of `order_id` if it is resting and belongs to `user`.
+    #[inline]
+    fn owned(&self, user: UserId, order_id: OrderId) -> Option<u32> {
+        self.orders.find(order_id).filter(|&oi| self.orders.slots[oi as usize].user == user)
+    }
+
+    fn cancel<S: EventSink + ?Sized>(&mut self, seq: Seq, user: UserId, order_id: OrderId, sink: &mut S) {
+        let reject = |reason| Event { seq, kind: EventKind::Rejected { reason, order_id: Some(order_id) } };
+        if user > VALUE_MAX || !in_range(order_id) {
+            return sink.event(&reject(RejectReason::Malformed));
+        }
+        let Some(oi) = self.owned(user, order_id) else {
+            return sink.event(&reject(RejectReason::UnknownOrder));
+        };
+        let slot = self.orders.slots[oi as usize];
+        self.books[slot.book as usize].remove(&mut self.orders, oi);
+        self.orders.release(oi);
+        sink.event(&Event {
+            seq,
+            kind: EventKind::Cancelled { order_id, reason: CancelReason::User, remaining: slot.remaining },
+        });
+    }
+
+    fn modify<S: EventSink + ?Sized>(
+        &mut self,
+        seq: Seq,
+        user: UserId,
+        order_id: OrderId,
+        price: Option<Price>,
+        qty: Option<Qty>,
+        sink: &mut S,
+    ) {
+        let reject = |reason| Event { seq, kind: EventKind::Rejected { reason, order_id: Some(order_id) } };
+        if user > VALUE_MAX || !in_range(order_id) || (price.is_none() && qty.is_none()) {
+            return sink.event(&reject(RejectReason::Malformed));
+        }
+        if price.is_some_and(|p| !in_range(p)) {
+            return sink.event(&reject(RejectReason::InvalidPrice));
+        }
+        if qty.is_some_and(|q| !in_range(q)) {
+            return sink.event(&reject(RejectReason::InvalidQty));
+        }
+        let Some(oi) = self.owned(user, order_id) else {
+            return sink.event(&reject(RejectReason::UnknownOrder));
+        };
+        let slot = self.orders.slots[oi as usize];
+        let new_price = price.unwrap_or(slot.price);
+        let new_qty = qty.unwrap_or(slot.remaining);
+        let book = &mut self.books[slot.book as usize];
+        if slot.post_only && book.would_take(slot.side, new_price) {
+            return sink.event(&reject(RejectReason::WouldTake));
+        }
+        sink.event(&Event { seq, kind: EventKind::Modified { order_id, price: new_price, qty: new_qty } });
+        if new_price == slot.price && new_qty <= slot.remaining {
+            book.reduce(&mut self.orders, oi, new_qty);
+            return;
+        }
+        // Out of the book, then in again like a new gtc order of the same id.
+        // The slot and its id stay reserved while it matches as a taker.
+        book.remove(&mut self.orders, oi);
+        let taker = Taker { order_id, user, side: slot.side, limit: Some(new_price), stp: slot.stp };
+        let mut remaining = new_qty;
+        let outcome = book.take(&mut self.orders, seq, &taker, &mut remaining, sink);
+        if outcome == TakeOutcome::Done && remaining > 0 {
+            let s = &mut self.orders.slots[oi as usize];
+            s.price = new_price;
+            s.remaining = remaining;
+            book.link_tail(&mut self.orders, oi);
+        } else {
+            self.orders.release(oi);
+        }
+    }
+
+    // ----- queries -----
+
+    /// A read-only view of one symbol's book.
+    pub fn book(&self, symbol: &Symbol) -> Option<BookView<'_, L>> {
+        let index = *self.book_by_symbol.get(symbol)?;
+        Some(BookView { book: &self.books[index as usize], orders: &self.orders })
+    }
+
+    /// Every symbol that has a book, in byte order of the names.
+    pub fn symbols(&self) -> Vec<Symbol> {
+        let mut symbols: Vec<Symbol> = self.books.iter().map(|b| b.symbol).collect();
+        symbols.sort_unstable();
+        symbols
+    }
+
+    /// A resting order by id, with its symbol.
+    pub fn order(&self, order_id: OrderId) -> Option<(Symbol, RestingOrder)> {
+        let slot = &self.orders.slots[self.orders.find(order_id)? as usize];
+        Some((self.books[slot.book as usize].symbol, slot.resting()))
+    }
+
+    /// Number of resting orders over all books.
+    pub fn order_count(&self) -> usize {
+        self.orders.len()
+    }
+
+    /// Checks every invariant of the books and the arena: levels ordered and
+    /// non-empty, level totals and counts equal to their orders, FIFO links
+    /// consistent, no book crossed, the id index and the books agree.
+    /// Meant for tests (it walks everything); returns the first violation.
+    pub fn validate(&self) -> Result<(), String> {
+        self.orders.validate()?;
+        if self.book_by_symbol.len() != self.books.len() {
+            return Err("symbol index and books differ in size".to_string());
+        }
+        let mut resting = 0;
+        for (i, book) in self.books.iter().enumerate() {
+            if self.book_by_symbol.get(&book.symbol) != Some(&(i as u32)) {
+                return Err(format!("symbol index does not point at book {}", book.symbol));
+            }
+            resting += book.validate(i as u32, &self.orders)?;
+        }
+        if resting != self.orders.len() {
+            return Err(format!("{resting} orders in books, {} in the arena", self.orders.len()));
+        }
+        Ok(())
+    }
+}
+
+/// A read-only view of one symbol's book.
+pub struct BookView<'a, L: PriceLevels> {
+    book: &'a Book<L>,
+    orders: &'a Orders,
+}
+
+impl<'a, L: PriceLevels> BookView<'a, L> {
+    pub fn symbol(&self) -> Symbol {
+        self.book.symbol
+    }
+
+    /// Highest bid price and the total quantity there.
+    pub fn best_bid(&self) -> Option<(Price, u128)> {
+        self.book.best(Side::Buy)
+    }
+
+    /// Lowest ask price and the total quantity there.
+    pub fn best_ask(&self) -> Option<(Price, u128)> {
+        self.book.best(Side::Sell)
+    }
+
+    /// Total resting quantity at `price` on `side`.
+    pub fn qty_at(&self, side: Side, price: Price) -> u128 {
+        self.book.qty_at(side, price)
+    }
+
+    /// Price levels of a side, best first: `(price, total quantity, order count)`.
+    pub fn depth(&self, side: Side) -> impl Iterator<Item = (Price, u128, u32)> + 'a {
+        self.book.depth(side)
+    }
+
+    /// Resting orders of a side in priority order: best price first, oldest first within a price.
+    pub fn orders(&self, side: Side) -> impl Iterator<Item = RestingOrder> + 'a {
+        self.book.orders(self.orders, side)
+    }
+
+    /// The last trade id given out in this symbol (0 before the first trade).
+    pub fn last_trade_id(&self) -> u64 {
+        self.book.last_trade_id
+    }
+}

@@ -1,0 +1,266 @@
+//! The core's state as bytes: a canonical encoding used for snapshots and
+//! for the state hash.
+//!
+//! Layout (all integers little-endian):
+//!
+//! ```text
+//! magic    4 bytes  "MXST"
+//! version  u32      1
+//! books    u64      number of books, then per book in byte order of the symbol:
+//!   len      u8       symbol length (1..=32), then the symbol's bytes
+//!   trade    u64      last trade id
+//!   bids     u64      count, then that many orders, best first
+//!   asks     u64      count, then that many orders, best first
+//! order:   id u64, user u64, price u64, remaining u64, stp u8, post_only u8
+//! ```
+//!
+//! Only what decides future behaviour is encoded (no arena slot numbers, no
+//! capacities), so two exchanges that behave the same encode the same, and
+//! the state hash is stable across runs, machines and level structures.
+
+use std::fmt;
+
+use crate::exchange::{Config, Exchange};
+use crate::levels::PriceLevels;
+use crate::orders::{NIL, Slot};
+use crate::types::*;
+
+const MAGIC: &[u8; 4] = b"MXST";
+const VERSION: u32 = 1;
+const ORDER_BYTES: usize = 8 * 4 + 2;
+
+/// Why bytes could not be decoded into an exchange.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct StateError {
+    /// Byte offset where decoding stopped.
+    pub offset: usize,
+    pub message: String,
+}
+
+impl fmt::Display for StateError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid state at byte {}: {}", self.offset, self.message)
+    }
+}
+
+impl std::error::Error for StateError {}
+
+/// Where encoded state goes: a buffer, or a hasher.
+trait Output {
+    fn put(&mut self, bytes: &[u8]);
+}
+
+impl Output for Vec<u8> {
+    fn put(&mut self, bytes: &[u8]) {
+        self.extend_from_slice(bytes);
+    }
+}
+
+/// 64-bit FNV-1a: simple, stable, specified (unlike std's `DefaultHasher`).
+struct Fnv64(u64);
+
+impl Output for Fnv64 {
+    fn put(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.0 ^= b as u64;
+            self.0 = self.0.wrapping_mul(0x0000_0100_0000_01b3);
+        }
+    }
+}
+
+fn stp_code(stp: Stp) -> u8 {
+    match stp {
+        Stp::None => 0,
+        Stp::CancelTaker => 1,
+        Stp::CancelMaker => 2,
+        Stp::CancelBoth => 3,
+    }
+}
+
+fn stp_from_code(code: u8) -> Option<Stp> {
+    Some(match code {
+        0 => Stp::None,
+        1 => Stp::CancelTaker,
+        2 => Stp::CancelMaker,
+        3 => Stp::CancelBoth,
+        _ => return None,
+    })
+}
+
+impl<L: PriceLevels> Exchange<L> {
+    fn write_state(&self, out: &mut impl Output) {
+        out.put(MAGIC);
+        out.put(&VERSION.to_le_bytes());
+        let mut books: Vec<&crate::book::Book<L>> = self.books.iter().collect();
+        books.sort_unstable_by(|a, b| a.symbol.cmp(&b.symbol));
+        out.put(&(books.len() as u64).to_le_bytes());
+        for book in books {
+            let name = book.symbol.as_bytes();
+            out.put(&[name.len() as u8]);
+            out.put(name);
+            out.put(&book.last_trade_id.to_le_bytes());
+            for side in [Side::Buy, Side::Sell] {
+                out.put(
+                    &(book.side(side).iter_best_first().map(|(_, li)| book.levels[li].count as u64).sum::<u64>())
+                        .to_le_bytes(),
+                );
+                for order in book.orders(&self.orders, side) {
+                    let mut bytes = [0u8; ORDER_BYTES];
+                    bytes[0..8].copy_from_slice(&order.order_id.to_le_bytes());
+                    bytes[8..16].copy_from_slice(&order.user.to_le_bytes());
+                    bytes[16..24].copy_from_slice(&order.price.to_le_bytes());
+                    bytes[24..32].copy_from_slice(&order.qty.to_le_bytes());
+                    bytes[32] = stp_code(order.stp);
+                    bytes[33] = order.post_only as u8;
+                    out.put(&bytes);
+                }
+            }
+        }
+    }
+
+    /// The full state, canonically encoded (see the module docs).
+    pub fn encode_state(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(64 + self.orders.len() * ORDER_BYTES);
+        self.write_state(&mut out);
+        out
+    }
+
+    /// A 64-bit FNV-1a hash of [`Exchange::encode_state`]: equal states
+    /// hash equal, whatever the level structure or the history that led there.
+    pub fn state_hash(&self) -> u64 {
+        let mut hasher = Fnv64(0xcbf2_9ce4_8422_2325);
+        self.write_state(&mut hasher);
+        hasher.0
+    }
+
+    /// Rebuilds an exchange from [`Exchange::encode_state`] output. Checks
+    /// everything it reads (ranges, priority order, unique ids, an uncrossed
+    /// book, the limits of `config`) and never panics on bad bytes.
+    pub fn decode_state(config: Config, bytes: &[u8]) -> Result<Self, StateError> {
+        let mut exchange = Exchange::<L>::new(config);
+        let mut r = Reader { bytes, offset: 0 };
+        if r.take(4)? != MAGIC {
+            return Err(r.error("not a state encoding (bad magic)"));
+        }
+        let version = r.u32()?;
+        if version != VERSION {
+            return Err(r.error(&format!("unsupported version {version}")));
+        }
+        let book_count = r.u64()?;
+        let mut previous: Option<Symbol> = None;
+        for _ in 0..book_count {
+            let len = r.u8()? as usize;
+            let symbol = Symbol::from_bytes(r.take(len)?).ok_or_else(|| r.error("invalid symbol"))?;
+            if previous.is_some_and(|p| p >= symbol) {
+                return Err(r.error("books not in symbol order"));
+            }
+            previous = Some(symbol);
+            let book_ix = match exchange.book_by_symbol.get(&symbol) {
+                Some(&ix) => ix,
+                None if !exchange.config.instruments.is_empty() => {
+                    return Err(r.error(&format!("symbol {symbol} is not a configured instrument")));
+                }
+                None if exchange.books.len() >= exchange.config.symbols_max => {
+                    return Err(r.error("more books than symbols_max"));
+                }
+                None => exchange.create_book(symbol),
+            };
+            exchange.books[book_ix as usize].last_trade_id = r.u64()?;
+            for side in [Side::Buy, Side::Sell] {
+                let count = r.u64()?;
+                let mut last_price: Option<Price> = None;
+                for _ in 0..count {
+                    let order = r.order(side)?;
+                    if last_price.is_some_and(|p| match side {
+                        Side::Buy => order.price > p,
+                        Side::Sell => order.price < p,
+                    }) {
+                        return Err(r.error("orders not in priority order"));
+                    }
+                    last_price = Some(order.price);
+                    if exchange.orders.contains(order.id) {
+                        return Err(r.error(&format!("order id {} appears twice", order.id)));
+                    }
+                    let Some(oi) = exchange.orders.insert(Slot { book: book_ix, ..order }) else {
+                        return Err(r.error("more orders than orders_max"));
+                    };
+                    let book = &mut exchange.books[book_ix as usize];
+                    book.link_tail(&mut exchange.orders, oi);
+                }
+            }
+            let book = &exchange.books[book_ix as usize];
+            if let (Some((bid, _)), Some((ask, _))) = (book.best(Side::Buy), book.best(Side::Sell))
+                && bid >= ask
+            {
+                return Err(r.error(&format!("book {symbol} is crossed")));
+            }
+        }
+        if r.offset != bytes.len() {
+            return Err(r.error("trailing bytes"));
+        }
+        Ok(exchange)
+    }
+}
+
+struct Reader<'a> {
+    bytes: &'a [u8],
+    offset: usize,
+}
+
+impl<'a> Reader<'a> {
+    fn error(&self, message: &str) -> StateError {
+        StateError { offset: self.offset, message: message.to_string() }
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], StateError> {
+        let end = self.offset.checked_add(n).filter(|&end| end <= self.bytes.len());
+        let end = end.ok_or_else(|| self.error("truncated"))?;
+        let slice = &self.bytes[self.offset..end];
+        self.offset = end;
+        Ok(slice)
+    }
+
+    fn u8(&mut self) -> Result<u8, StateError> {
+        Ok(self.take(1)?[0])
+    }
+
+    fn u32(&mut self) -> Result<u32, StateError> {
+        let mut b = [0u8; 4];
+        b.copy_from_slice(self.take(4)?);
+        Ok(u32::from_le_bytes(b))
+    }
+
+    fn u64(&mut self) -> Result<u64, StateError> {
+        let mut b = [0u8; 8];
+        b.copy_from_slice(self.take(8)?);
+        Ok(u64::from_le_bytes(b))
+    }
+
+    fn order(&mut self, side: Side) -> Result<Slot, StateError> {
+        let (id, user, price, remaining) = (self.u64()?, self.u64()?, self.u64()?, self.u64()?);
+        let stp = stp_from_code(self.u8()?).ok_or_else(|| self.error("invalid stp code"))?;
+        let post_only = match self.u8()? {
+            0 => false,
+            1 => true,
+            _ => return Err(self.error("invalid post_only flag")),
+        };
+        let valid = |v: u64| (1..=VALUE_MAX).contains(&v);
+        if !valid(id) || user > VALUE_MAX || !valid(price) || !valid(remaining) {
+            return Err(self.error(&format!("order {id} has a value out of range")));
+        }
+        Ok(Slot {
+            id,
+            user,
+            price,
+            remaining,
+            next: NIL,
+            prev: NIL,
+            level: NIL,
+            book: NIL,
+            side,
+            stp,
+            post_only,
+            live: true,
+        })
+    }
+}

@@ -1,0 +1,41 @@
+//! `matching-engine`: the command-line front of the engine.
+//!
+//! - `replay`: runs a file of JSON-line commands through the core (SPEC.md).
+//! - `bench`: measures the core on generated, realistic order flow.
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+mod bench;
+mod replay;
+
+#[derive(Parser)]
+#[command(name = "matching-engine", version, about = "An exchange matching engine")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run JSON-line commands through the engine and write JSON-line events (see SPEC.md).
+    Replay(replay::Args),
+    /// Measure the order-book core on generated order flow.
+    Bench(bench::Args),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Command::Replay(args) => replay::run(args),
+        Command::Bench(args) => bench::run(args),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(error) => {
+            eprintln!("error: {error:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! `matching-engine replay`: SPEC's JSON-line commands in, JSON-line events out.
+//!
+//! Streams its input: one bounded line buffer, one output buffer flushed as
+//! it fills, so memory stays constant apart from the books themselves.
+
+use std::fs::File;
+use std::io::{self, BufRead, BufReader, Write};
+use std::path::PathBuf;
+
+use anyhow::Context;
+use matching_core::{Command, Config, Event, EventSink, Exchange};
+use matching_proto::json;
+
+/// Longest command line accepted, in bytes. A longer line is one `malformed`
+/// command; the engine reads past it without holding it.
+pub const LINE_BYTES_MAX: usize = 64 * 1024;
+
+/// Output is written to the file whenever this much has gathered.
+const OUTPUT_FLUSH_BYTES: usize = 256 * 1024;
+
+#[derive(clap::Args)]
+pub struct Args {
+    /// Commands, one JSON object per line; stdin when absent or `-`.
+    input: Option<PathBuf>,
+    /// Where events go (one JSON object per line); stdout when absent.
+    #[arg(long)]
+    output: Option<PathBuf>,
+    /// Also write the final book: one line per symbol with resting orders.
+    #[arg(long)]
+    book: Option<PathBuf>,
+    /// Most resting orders over all books (beyond it: `too_many_orders`).
+    #[arg(long, default_value_t = Config::default().orders_max)]
+    orders_max: usize,
+    /// Most symbols (beyond it: `too_many_symbols`).
+    #[arg(long, default_value_t = Config::default().symbols_max)]
+    symbols_max: usize,
+}
+
+/// Writes each event as a JSON line into a buffer the caller flushes.
+struct JsonLines {
+    buffer: Vec<u8>,
+}
+
+impl EventSink for JsonLines {
+    fn event(&mut self, event: &Event) {
+        json::write_event(&mut self.buffer, event);
+    }
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    let input: Box<dyn BufRead> = match &args.input {
+        None => Box::new(BufReader::with_capacity(1 << 16, io::stdin().lock())),
+        Some(path) if path.as_os_str() == "-" => Box::new(BufReader::with_capacity(1 << 16, io::stdin().lock())),
+        Some(path) => {
+            let file = File::open(path).with_context(|| format!("cannot open input {}", path.display()))?;
+            Box::new(BufReader::with_capacity(1 << 16, file))
+        }
+    };
+    let output: Box<dyn Write> = match &args.output {
+        None => Box::new(io::stdout().lock()),
+        Some(path) => Box::new(File::create(path).with_context(|| format!("cannot create output {}", path.display()))?),
+    };
+    let config = Config { orders_max: args.orders_max, symbols_max: args.symbols_max, ..Config::default() };
+    let mut exchange: Exchange = Exchange::new(config);
+    replay(input, output, &mut exchange)?;
+    if let Some(path) = &args.book {
+        let mut out = Vec::new();
+        json::write_books(&mut out, &exchange);
+        std::fs::write(path, out).with_context(|| format!("cannot write book {}", path.display()))?;
+    }
+    Ok(())
+}
+
+/// Runs every command of `input` through `exchange`, writing events to `output`.
+pub fn replay(mut input: impl BufRead, mut output: impl Write, exchange: &mut Exchange) -> anyhow::Result<()> {
+    let mut line = Vec::with_capacity(1024);
+    let mut sink = JsonLines { buffer: Vec::with_capacity(OUTPUT_FLUSH_BYTES + 4096) };
+    let mut seq = 0u64;
+    loop {
+        let status = read_line_bounded(&mut input, &mut line, LINE_BYTES_MAX).context("cannot read input")?;
+        let Some(complete) = status else { break };
+        if line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        seq += 1;
+        let parsed = if complete { json::parse_command(&line, seq) } else { Err(json::TOO_LONG) };
+        match parsed {
+            Ok(action) => exchange.process(&Command { seq, timestamp_ns: 0, action }, &mut sink),
+            Err(reject) => json::write_parse_reject(&mut sink.buffer, seq, &reject),
+        }
+        if sink.buffer.len() >= OUTPUT_FLUSH_BYTES {
+            output.write_all(&sink.buffer).context("cannot write events")?;
+            sink.buffer.clear();
+        }
+    }
+    output.write_all(&sink.buffer).context("cannot write events")?;
+    output.flush().context("cannot write events")?;
+    Ok(())
+}
+
+/// Reads one line (without its `\n`) into `line`, keeping at most `max`
+/// bytes of it. `Ok(None)` at end of input; `Ok(Some(false))` when the line
+/// was longer than `max` (the rest is read and dropped).
+fn read_line_bounded(input: &mut impl BufRead, line: &mut Vec<u8>, max: usize) -> io::Result<Option<bool>> {
+    line.clear();
+    let mut complete = true;
+    let mut read_any = false;
+    loop {
+        let available = match input.fill_buf() {
+            Ok(bytes) => bytes,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(e),
+        };
+        if available.is_empty() {
+            return Ok(if read_any { Some(complete) } else { None });
+        }
+        read_any = true;
+        let (chunk, found) = match available.iter().position(|&b| b == b'\n') {
+            Some(i) => (&available[..i], Some(i + 1)),
+            None => (available, None),
+        };
+        if complete {
+            if line.len() + chunk.len() <= max {
+                line.extend_from_slice(chunk);
+            } else {
+                complete = false;
+                line.clear();
+            }
+        }
+        let used = found.unwrap_or(available.len());
+        input.consume(used);
+        if found.is_some() {
+            return Ok(Some(complete));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn lines(input: &[u8], max: usize) -> Vec<(Vec<u8>, bool)> {
+        let mut reader = BufReader::with_capacity(4, input);
+        let mut line = Vec::new();
+        let mut out = Vec::new();
+        while let Some(complete) = read_line_bounded(&mut reader, &mut line, max).unwrap() {
+            out.push((line.clone(), complete));
+        }
+        out
+    }
+
+    #[test]
+    fn bounded_lines_split_and_cap() {
+        assert_eq!(
+            lines(b"ab\n\nabcdefgh\nxyz", 5),
+            vec![(b"ab".to_vec(), true), (vec![], true), (vec![], false), (b"xyz".to_vec(), true)]
+        );
+    }
+
+    fn run_replay(input: &str) -> String {
+        let mut exchange = Exchange::new(Config::default());
+        let mut out = Vec::new();
+        replay(input.as_bytes(), &mut out, &mut exchange).unwrap();
+        String::from_utf8(out).unwrap()
+    }
+
+    #[test]
+    fn blank_lines_do_not_count_and_long_lines_are_malformed() {
+        let long =
+            format!("{{\"op\":\"cancel\",\"user\":1,\"order_id\":1,\"pad\":\"{}\"}}", "x".repeat(LINE_BYTES_MAX));
+        let input = format!("\n  \n{long}\n{{\"op\":\"cancel\",\"user\":1,\"order_id\":1}}\n");
+        assert_eq!(
+            run_replay(&input),
+            "{\"seq\":1,\"ev\":\"rejected\",\"reason\":\"malformed\"}\n\
+             {\"seq\":2,\"ev\":\"rejected\",\"reason\":\"unknown_order\",\"order_id\":1}\n"
+        );
+    }
+
+    #[test]
+    fn spec_example() {
+        let input = "{\"op\":\"new\",\"user\":2,\"symbol\":\"BTC-USD\",\"side\":\"sell\",\"price\":100,\"qty\":3}\n\
+                     {\"op\":\"new\",\"user\":4,\"symbol\":\"BTC-USD\",\"side\":\"buy\",\"price\":101,\"qty\":5,\"tif\":\"ioc\"}\n";
+        assert_eq!(
+            run_replay(input),
+            "{\"seq\":1,\"ev\":\"accepted\",\"order_id\":1,\"user\":2,\"symbol\":\"BTC-USD\",\"side\":\"sell\",\"type\":\"limit\",\"tif\":\"gtc\",\"qty\":3,\"price\":100}\n\
+             {\"seq\":2,\"ev\":\"accepted\",\"order_id\":2,\"user\":4,\"symbol\":\"BTC-USD\",\"side\":\"buy\",\"type\":\"limit\",\"tif\":\"ioc\",\"qty\":5,\"price\":101}\n\
+             {\"seq\":2,\"ev\":\"trade\",\"symbol\":\"BTC-USD\",\"trade_id\":1,\"price\":100,\"qty\":3,\"maker_order_id\":1,\"maker_user\":2,\"taker_order_id\":2,\"taker_user\":4,\"taker_side\":\"buy\",\"maker_remaining\":0,\"taker_remaining\":2}\n\
+             {\"seq\":2,\"ev\":\"cancelled\",\"order_id\":2,\"reason\":\"ioc\",\"remaining\":2}\n"
+        );
+    }
+}

@@ -1,0 +1,581 @@
+//! SPEC's JSON lines: one command object per line in, one event object per line out.
+//!
+//! Parsing goes field by field through a serde visitor into fixed-size
+//! values, so a line is parsed without allocating (an escaped string may
+//! allocate inside serde_json; nothing else does). The checks that need the
+//! JSON text (is it an object, is `side` one of its words, is `price` an
+//! integer) happen here in SPEC's order; the range and combination checks
+//! that a typed command can still fail (a market order with `gtc`, a price
+//! of 0) are left to the core, which applies them in the same order. A
+//! price or quantity that is present but not an integer in range is passed
+//! to the core as 0, which it rejects with the same reason SPEC gives.
+
+use std::fmt;
+
+use matching_core::*;
+use serde::de::{self, Deserialize, Deserializer, IgnoredAny, MapAccess, Visitor};
+
+/// A command line the parser rejects before it reaches the core.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct ParseReject {
+    pub reason: RejectReason,
+    /// For a `cancel` or `modify` whose `order_id` is a JSON integer: that
+    /// integer, echoed even when out of range (so `i128`: it may be negative).
+    pub order_id: Option<i128>,
+}
+
+/// One JSON value, reduced to what validation needs. Strings longer than a
+/// symbol can be are kept only as "long"; nested values only as "other".
+#[derive(Clone, Copy, Debug, Default, PartialEq)]
+enum Field {
+    #[default]
+    Absent,
+    Str(ShortStr),
+    LongStr,
+    Int(i128),
+    /// A number that is not an integer JSON can give exactly (fraction,
+    /// exponent, or beyond 64 bits).
+    Float,
+    Bool(bool),
+    Null,
+    /// An array or an object.
+    Other,
+}
+
+#[derive(Clone, Copy, PartialEq, Eq)]
+struct ShortStr {
+    len: u8,
+    bytes: [u8; SYMBOL_LEN_MAX],
+}
+
+impl ShortStr {
+    fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
+    }
+}
+
+impl fmt::Debug for ShortStr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{:?}", String::from_utf8_lossy(self.as_bytes()))
+    }
+}
+
+impl Field {
+    fn str(&self) -> Option<&[u8]> {
+        match self {
+            Field::Str(s) => Some(s.as_bytes()),
+            _ => None,
+        }
+    }
+
+    fn int(&self) -> Option<i128> {
+        match *self {
+            Field::Int(i) => Some(i),
+            _ => None,
+        }
+    }
+
+    fn is_absent(&self) -> bool {
+        *self == Field::Absent
+    }
+
+    /// A price or quantity: `Some(v)` when present, with out-of-range or
+    /// non-integer values mapped to 0 (which the core rejects).
+    fn amount(&self) -> Option<u64> {
+        match *self {
+            Field::Absent => None,
+            Field::Int(i) if (1..=VALUE_MAX as i128).contains(&i) => Some(i as u64),
+            _ => Some(0),
+        }
+    }
+}
+
+struct FieldVisitor;
+
+impl<'de> Visitor<'de> for FieldVisitor {
+    type Value = Field;
+
+    fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("any JSON value")
+    }
+
+    fn visit_bool<E: de::Error>(self, v: bool) -> Result<Field, E> {
+        Ok(Field::Bool(v))
+    }
+
+    fn visit_i64<E: de::Error>(self, v: i64) -> Result<Field, E> {
+        Ok(Field::Int(v as i128))
+    }
+
+    fn visit_u64<E: de::Error>(self, v: u64) -> Result<Field, E> {
+        Ok(Field::Int(v as i128))
+    }
+
+    fn visit_f64<E: de::Error>(self, _v: f64) -> Result<Field, E> {
+        Ok(Field::Float)
+    }
+
+    fn visit_str<E: de::Error>(self, v: &str) -> Result<Field, E> {
+        if v.len() > SYMBOL_LEN_MAX {
+            return Ok(Field::LongStr);
+        }
+        let mut bytes = [0u8; SYMBOL_LEN_MAX];
+        bytes[..v.len()].copy_from_slice(v.as_bytes());
+        Ok(Field::Str(ShortStr { len: v.len() as u8, bytes }))
+    }
+
+    fn visit_unit<E: de::Error>(self) -> Result<Field, E> {
+        Ok(Field::Null)
+    }
+
+    fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<Field, A::Error> {
+        while seq.next_element::<IgnoredAny>()?.is_some() {}
+        Ok(Field::Other)
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Field, A::Error> {
+        while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+        Ok(Field::Other)
+    }
+}
+
+impl<'de> Deserialize<'de> for Field {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Field, D::Error> {
+        deserializer.deserialize_any(FieldVisitor)
+    }
+}
+
+/// The fields SPEC knows; any other key is ignored.
+enum Key {
+    Op,
+    User,
+    Symbol,
+    Side,
+    Type,
+    Price,
+    Qty,
+    Tif,
+    PostOnly,
+    Stp,
+    OrderId,
+    Unknown,
+}
+
+impl<'de> Deserialize<'de> for Key {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<Key, D::Error> {
+        struct KeyVisitor;
+        impl Visitor<'_> for KeyVisitor {
+            type Value = Key;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a field name")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Key, E> {
+                Ok(match v {
+                    "op" => Key::Op,
+                    "user" => Key::User,
+                    "symbol" => Key::Symbol,
+                    "side" => Key::Side,
+                    "type" => Key::Type,
+                    "price" => Key::Price,
+                    "qty" => Key::Qty,
+                    "tif" => Key::Tif,
+                    "post_only" => Key::PostOnly,
+                    "stp" => Key::Stp,
+                    "order_id" => Key::OrderId,
+                    _ => Key::Unknown,
+                })
+            }
+        }
+        deserializer.deserialize_identifier(KeyVisitor)
+    }
+}
+
+/// A command object, field by field. A key given twice keeps its last value.
+#[derive(Default)]
+struct RawCommand {
+    op: Field,
+    user: Field,
+    symbol: Field,
+    side: Field,
+    order_type: Field,
+    price: Field,
+    qty: Field,
+    tif: Field,
+    post_only: Field,
+    stp: Field,
+    order_id: Field,
+}
+
+impl<'de> Deserialize<'de> for RawCommand {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<RawCommand, D::Error> {
+        struct CommandVisitor;
+        impl<'de> Visitor<'de> for CommandVisitor {
+            type Value = RawCommand;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a JSON object")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<RawCommand, A::Error> {
+                let mut raw = RawCommand::default();
+                while let Some(key) = map.next_key::<Key>()? {
+                    let slot = match key {
+                        Key::Op => &mut raw.op,
+                        Key::User => &mut raw.user,
+                        Key::Symbol => &mut raw.symbol,
+                        Key::Side => &mut raw.side,
+                        Key::Type => &mut raw.order_type,
+                        Key::Price => &mut raw.price,
+                        Key::Qty => &mut raw.qty,
+                        Key::Tif => &mut raw.tif,
+                        Key::PostOnly => &mut raw.post_only,
+                        Key::Stp => &mut raw.stp,
+                        Key::OrderId => &mut raw.order_id,
+                        Key::Unknown => {
+                            map.next_value::<IgnoredAny>()?;
+                            continue;
+                        }
+                    };
+                    *slot = map.next_value::<Field>()?;
+                }
+                Ok(raw)
+            }
+        }
+        deserializer.deserialize_map(CommandVisitor)
+    }
+}
+
+/// The rejection of a line longer than the reader's limit.
+pub const TOO_LONG: ParseReject = ParseReject { reason: RejectReason::Malformed, order_id: None };
+
+/// Parses one command line (without its newline).
+///
+/// A `new` order gets `new_order_id` as its id (in `replay`, its `seq`).
+/// Returns the typed action, or the rejection for a line that fails a check
+/// only the text can decide (SPEC's `malformed`, `invalid_symbol`, and a
+/// `tif` that is not one of its words).
+pub fn parse_command(line: &[u8], new_order_id: OrderId) -> Result<Action, ParseReject> {
+    let malformed = ParseReject { reason: RejectReason::Malformed, order_id: None };
+    let raw: RawCommand = serde_json::from_slice(line).map_err(|_| malformed)?;
+    match raw.op.str() {
+        Some(b"new") => parse_new(&raw, new_order_id),
+        Some(b"cancel") => {
+            let (user, order_id) = user_and_order_id(&raw)?;
+            Ok(Action::Cancel { user, order_id })
+        }
+        Some(b"modify") => {
+            let (user, order_id) = user_and_order_id(&raw)?;
+            if raw.price.is_absent() && raw.qty.is_absent() {
+                return Err(ParseReject { reason: RejectReason::Malformed, order_id: Some(order_id as i128) });
+            }
+            Ok(Action::Modify { user, order_id, price: raw.price.amount(), qty: raw.qty.amount() })
+        }
+        _ => Err(malformed),
+    }
+}
+
+fn user(raw: &RawCommand) -> Option<UserId> {
+    raw.user.int().filter(|u| (0..=VALUE_MAX as i128).contains(u)).map(|u| u as u64)
+}
+
+/// `user` and `order_id` of a cancel or modify; a rejection echoes the
+/// `order_id` whenever it is an integer.
+fn user_and_order_id(raw: &RawCommand) -> Result<(UserId, OrderId), ParseReject> {
+    let echo = raw.order_id.int();
+    let malformed = ParseReject { reason: RejectReason::Malformed, order_id: echo };
+    let user = user(raw).ok_or(malformed)?;
+    let order_id = echo.filter(|id| (1..=VALUE_MAX as i128).contains(id)).ok_or(malformed)?;
+    Ok((user, order_id as u64))
+}
+
+fn parse_new(raw: &RawCommand, order_id: OrderId) -> Result<Action, ParseReject> {
+    let reject = |reason| ParseReject { reason, order_id: None };
+    let malformed = reject(RejectReason::Malformed);
+    let user = user(raw).ok_or(malformed)?;
+    let side = match raw.side.str() {
+        Some(b"buy") => Side::Buy,
+        Some(b"sell") => Side::Sell,
+        _ => return Err(malformed),
+    };
+    let order_type = match (&raw.order_type, raw.order_type.str()) {
+        (Field::Absent, _) => OrderType::Limit,
+        (_, Some(b"limit")) => OrderType::Limit,
+        (_, Some(b"market")) => OrderType::Market,
+        _ => return Err(malformed),
+    };
+    let stp = match (&raw.stp, raw.stp.str()) {
+        (Field::Absent, _) => Stp::None,
+        (_, Some(b"none")) => Stp::None,
+        (_, Some(b"cancel_taker")) => Stp::CancelTaker,
+        (_, Some(b"cancel_maker")) => Stp::CancelMaker,
+        (_, Some(b"cancel_both")) => Stp::CancelBoth,
+        _ => return Err(malformed),
+    };
+    let post_only = match raw.post_only {
+        Field::Absent => false,
+        Field::Bool(b) => b,
+        _ => return Err(malformed),
+    };
+    let symbol = raw.symbol.str().and_then(Symbol::from_bytes).ok_or(reject(RejectReason::InvalidSymbol))?;
+    let tif = match (&raw.tif, raw.tif.str()) {
+        (Field::Absent, _) if order_type == OrderType::Market => Tif::Ioc,
+        (Field::Absent, _) => Tif::Gtc,
+        (_, Some(b"gtc")) => Tif::Gtc,
+        (_, Some(b"ioc")) => Tif::Ioc,
+        (_, Some(b"fok")) => Tif::Fok,
+        _ => return Err(reject(RejectReason::InvalidTif)),
+    };
+    Ok(Action::New(NewOrder {
+        order_id,
+        user,
+        symbol,
+        side,
+        order_type,
+        price: raw.price.amount(),
+        qty: raw.qty.amount().unwrap_or(0),
+        tif,
+        post_only,
+        stp,
+    }))
+}
+
+// ----- output -----
+
+fn put_u64(out: &mut Vec<u8>, value: u64) {
+    out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
+}
+
+/// `,"name":` then the value.
+fn field_u64(out: &mut Vec<u8>, name: &str, value: u64) {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":");
+    put_u64(out, value);
+}
+
+/// `,"name":"value"`; the value must need no escaping (our names and symbols don't).
+fn field_str(out: &mut Vec<u8>, name: &str, value: &str) {
+    out.extend_from_slice(b",\"");
+    out.extend_from_slice(name.as_bytes());
+    out.extend_from_slice(b"\":\"");
+    out.extend_from_slice(value.as_bytes());
+    out.push(b'"');
+}
+
+fn head(out: &mut Vec<u8>, seq: Seq, ev: &str) {
+    out.extend_from_slice(b"{\"seq\":");
+    put_u64(out, seq);
+    out.extend_from_slice(b",\"ev\":\"");
+    out.extend_from_slice(ev.as_bytes());
+    out.push(b'"');
+}
+
+/// Appends one event as a JSON line (with its newline), fields in SPEC's order.
+pub fn write_event(out: &mut Vec<u8>, event: &Event) {
+    match event.kind {
+        EventKind::Accepted { order_id, user, symbol, side, order_type, tif, qty, price } => {
+            head(out, event.seq, "accepted");
+            field_u64(out, "order_id", order_id);
+            field_u64(out, "user", user);
+            field_str(out, "symbol", symbol.as_str());
+            field_str(out, "side", side.as_str());
+            field_str(out, "type", order_type.as_str());
+            field_str(out, "tif", tif.as_str());
+            field_u64(out, "qty", qty);
+            if let Some(price) = price {
+                field_u64(out, "price", price);
+            }
+        }
+        EventKind::Rejected { reason, order_id } => {
+            head(out, event.seq, "rejected");
+            field_str(out, "reason", reason.as_str());
+            if let Some(order_id) = order_id {
+                field_u64(out, "order_id", order_id);
+            }
+        }
+        EventKind::Trade(ref t) => {
+            head(out, event.seq, "trade");
+            field_str(out, "symbol", t.symbol.as_str());
+            field_u64(out, "trade_id", t.trade_id);
+            field_u64(out, "price", t.price);
+            field_u64(out, "qty", t.qty);
+            field_u64(out, "maker_order_id", t.maker_order_id);
+            field_u64(out, "maker_user", t.maker_user);
+            field_u64(out, "taker_order_id", t.taker_order_id);
+            field_u64(out, "taker_user", t.taker_user);
+            field_str(out, "taker_side", t.taker_side.as_str());
+            field_u64(out, "maker_remaining", t.maker_remaining);
+            field_u64(out, "taker_remaining", t.taker_remaining);
+        }
+        EventKind::Cancelled { order_id, reason, remaining } => {
+            head(out, event.seq, "cancelled");
+            field_u64(out, "order_id", order_id);
+            field_str(out, "reason", reason.as_str());
+            field_u64(out, "remaining", remaining);
+        }
+        EventKind::Modified { order_id, price, qty } => {
+            head(out, event.seq, "modified");
+            field_u64(out, "order_id", order_id);
+            field_u64(out, "price", price);
+            field_u64(out, "qty", qty);
+        }
+    }
+    out.extend_from_slice(b"}\n");
+}
+
+/// Appends the `rejected` event of a line the parser refused.
+pub fn write_parse_reject(out: &mut Vec<u8>, seq: Seq, reject: &ParseReject) {
+    head(out, seq, "rejected");
+    field_str(out, "reason", reject.reason.as_str());
+    if let Some(order_id) = reject.order_id {
+        out.extend_from_slice(b",\"order_id\":");
+        out.extend_from_slice(itoa::Buffer::new().format(order_id).as_bytes());
+    }
+    out.extend_from_slice(b"}\n");
+}
+
+/// Appends one symbol's book as SPEC's dump line:
+/// `{"symbol":S,"bids":[{"order_id","user","price","qty"},...],"asks":[...]}`,
+/// each side best price first, oldest first within a price.
+pub fn write_book<L: PriceLevels>(out: &mut Vec<u8>, book: &BookView<'_, L>) {
+    out.extend_from_slice(b"{\"symbol\":\"");
+    out.extend_from_slice(book.symbol().as_bytes());
+    out.push(b'"');
+    for (name, side) in [("bids", Side::Buy), ("asks", Side::Sell)] {
+        out.extend_from_slice(b",\"");
+        out.extend_from_slice(name.as_bytes());
+        out.extend_from_slice(b"\":[");
+        for (i, order) in book.orders(side).enumerate() {
+            if i > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(b"{\"order_id\":");
+            put_u64(out, order.order_id);
+            field_u64(out, "user", order.user);
+            field_u64(out, "price", order.price);
+            field_u64(out, "qty", order.qty);
+            out.push(b'}');
+        }
+        out.push(b']');
+    }
+    out.extend_from_slice(b"}\n");
+}
+
+/// Appends the book dump of every symbol that has resting orders, sorted by symbol.
+pub fn write_books<L: PriceLevels>(out: &mut Vec<u8>, exchange: &Exchange<L>) {
+    for symbol in exchange.symbols() {
+        if let Some(book) = exchange.book(&symbol)
+            && (book.best_bid().is_some() || book.best_ask().is_some())
+        {
+            write_book(out, &book);
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn parse(line: &str) -> Result<Action, ParseReject> {
+        parse_command(line.as_bytes(), 7)
+    }
+
+    fn reason(line: &str) -> RejectReason {
+        match parse(line) {
+            Err(r) => r.reason,
+            Ok(action) => panic!("{line} parsed as {action:?}"),
+        }
+    }
+
+    #[test]
+    fn defaults_follow_spec() {
+        let Ok(Action::New(order)) = parse(r#"{"op":"new","user":3,"symbol":"X","side":"buy","price":5,"qty":2}"#)
+        else {
+            panic!()
+        };
+        assert_eq!(order, NewOrder::limit(7, 3, Symbol::new("X").unwrap(), Side::Buy, 5, 2));
+        let Ok(Action::New(order)) =
+            parse(r#"{"op":"new","user":3,"symbol":"X","side":"sell","type":"market","qty":2}"#)
+        else {
+            panic!()
+        };
+        assert_eq!(order, NewOrder::market(7, 3, Symbol::new("X").unwrap(), Side::Sell, 2));
+    }
+
+    #[test]
+    fn structural_problems_are_malformed() {
+        for line in [
+            "not json",
+            "[1,2]",
+            "{}",
+            r#"{"op":"new","user":1,"symbol":"X","side":"buy","price":1,"qty":1} trailing"#,
+            r#"{"op":"launch","user":1}"#,
+            r#"{"op":"new","user":-1,"symbol":"X","side":"buy","price":1,"qty":1}"#,
+            r#"{"op":"new","user":9007199254740992,"symbol":"X","side":"buy","price":1,"qty":1}"#,
+            r#"{"op":"new","user":1,"symbol":"X","side":"buy","price":1,"qty":1,"post_only":"true"}"#,
+            r#"{"op":"new","user":1,"symbol":"X","side":"buy","price":1,"qty":1,"type":null}"#,
+        ] {
+            assert_eq!(reason(line), RejectReason::Malformed, "{line}");
+        }
+    }
+
+    #[test]
+    fn cancel_echoes_integer_order_ids_only() {
+        let echo = |line: &str| parse(line).unwrap_err().order_id;
+        assert_eq!(echo(r#"{"op":"cancel","user":1,"order_id":-4}"#), Some(-4));
+        assert_eq!(echo(r#"{"op":"cancel","order_id":12}"#), Some(12));
+        assert_eq!(echo(r#"{"op":"cancel","user":1,"order_id":"12"}"#), None);
+        assert_eq!(echo(r#"{"op":"cancel","user":1,"order_id":1.5}"#), None);
+        assert_eq!(parse(r#"{"op":"cancel","user":1,"order_id":12}"#), Ok(Action::Cancel { user: 1, order_id: 12 }));
+    }
+
+    #[test]
+    fn bad_amounts_reach_the_core_as_zero() {
+        let Ok(Action::New(order)) = parse(r#"{"op":"new","user":1,"symbol":"X","side":"buy","price":2.5,"qty":"3"}"#)
+        else {
+            panic!()
+        };
+        assert_eq!((order.price, order.qty), (Some(0), 0));
+        assert_eq!(
+            parse(r#"{"op":"modify","user":1,"order_id":3,"price":null}"#),
+            Ok(Action::Modify { user: 1, order_id: 3, price: Some(0), qty: None })
+        );
+    }
+
+    #[test]
+    fn escaped_keys_and_values_are_read() {
+        let Ok(Action::New(order)) =
+            parse(r#"{"\u006fp":"new","user":1,"symbol":"B\u0054C","side":"buy","price":1,"qty":1}"#)
+        else {
+            panic!()
+        };
+        assert_eq!(order.symbol.as_str(), "BTC");
+    }
+
+    #[test]
+    fn events_are_written_in_spec_field_order() {
+        let mut out = Vec::new();
+        let symbol = Symbol::new("BTC-USD").unwrap();
+        write_event(
+            &mut out,
+            &Event {
+                seq: 2,
+                kind: EventKind::Trade(Trade {
+                    symbol,
+                    trade_id: 1,
+                    price: 100,
+                    qty: 3,
+                    maker_order_id: 1,
+                    maker_user: 2,
+                    taker_order_id: 2,
+                    taker_user: 4,
+                    taker_side: Side::Buy,
+                    maker_remaining: 0,
+                    taker_remaining: 2,
+                }),
+            },
+        );
+        assert_eq!(
+            String::from_utf8(out).unwrap(),
+            "{\"seq\":2,\"ev\":\"trade\",\"symbol\":\"BTC-USD\",\"trade_id\":1,\"price\":100,\"qty\":3,\"maker_order_id\":1,\"maker_user\":2,\"taker_order_id\":2,\"taker_user\":4,\"taker_side\":\"buy\",\"maker_remaining\":0,\"taker_remaining\":2}\n"
+        );
+    }
+}
