@@ -46,38 +46,42 @@ pub trait PriceLevels: Default + Clone {
     fn reserve(&mut self, additional: usize);
 }
 
-/// A vector of `(key, level)` sorted ascending, so the best level is the
-/// last element: taking from the touch is a `pop`, and inserting near the
-/// touch moves only the few elements behind it. Lookups scan the last few
-/// entries first (most activity is a few ticks from the touch) and fall back
-/// to binary search.
+/// Keys sorted ascending in one vector, their levels beside them in
+/// another, so the best level is the last element: taking from the touch is
+/// a `pop`, and inserting near the touch moves only the few elements behind
+/// it. A lookup first counts, without branching, how many of the last
+/// [`SortedVecLevels::SCAN_FROM_TOUCH`] keys are better than the one sought
+/// (most activity is a few levels from the touch, and those keys share a
+/// cache line), and binary-searches the rest only when all of them are.
 #[derive(Clone, Default, Debug)]
 pub struct SortedVecLevels {
-    /// Invariant: strictly ascending by key.
-    entries: Vec<(u64, u32)>,
+    /// Invariant: strictly ascending.
+    keys: Vec<u64>,
+    /// `levels[i]` is the level of `keys[i]`.
+    levels: Vec<u32>,
 }
 
 impl SortedVecLevels {
     /// How many entries from the touch are scanned before binary search.
-    const SCAN_FROM_TOUCH: usize = 8;
+    pub const SCAN_FROM_TOUCH: usize = 8;
 
     /// `Ok(index)` of the key, or `Err(index)` where it would be inserted.
     #[inline]
     fn position(&self, key: u64) -> Result<usize, usize> {
-        let len = self.entries.len();
-        let stop = len.saturating_sub(Self::SCAN_FROM_TOUCH);
-        let mut i = len;
-        while i > stop {
-            let k = self.entries[i - 1].0;
-            if k == key {
-                return Ok(i - 1);
-            }
-            if k < key {
-                return Err(i);
-            }
-            i -= 1;
+        const SCAN: usize = SortedVecLevels::SCAN_FROM_TOUCH;
+        let len = self.keys.len();
+        if len < SCAN {
+            return self.keys.binary_search(&key);
         }
-        self.entries[..stop].binary_search_by_key(&key, |e| e.0)
+        let Ok(near_touch) = <&[u64; SCAN]>::try_from(&self.keys[len - SCAN..]) else {
+            return self.keys.binary_search(&key);
+        };
+        let better = near_touch.iter().map(|&k| (k > key) as usize).sum::<usize>();
+        if better < SCAN {
+            let i = len - better - 1;
+            return if self.keys[i] == key { Ok(i) } else { Err(i + 1) };
+        }
+        self.keys[..len - SCAN].binary_search(&key)
     }
 }
 
@@ -86,21 +90,22 @@ impl PriceLevels for SortedVecLevels {
 
     #[inline]
     fn best(&self) -> Option<(u64, u32)> {
-        self.entries.last().copied()
+        Some((*self.keys.last()?, *self.levels.last()?))
     }
 
     #[inline]
     fn get(&self, key: u64) -> Option<u32> {
-        self.position(key).ok().map(|i| self.entries[i].1)
+        self.position(key).ok().map(|i| self.levels[i])
     }
 
     #[inline]
     fn get_or_insert_with(&mut self, key: u64, make: impl FnOnce() -> u32) -> u32 {
         match self.position(key) {
-            Ok(i) => self.entries[i].1,
+            Ok(i) => self.levels[i],
             Err(i) => {
                 let level = make();
-                self.entries.insert(i, (key, level));
+                self.keys.insert(i, key);
+                self.levels.insert(i, level);
                 level
             }
         }
@@ -109,24 +114,27 @@ impl PriceLevels for SortedVecLevels {
     #[inline]
     fn remove(&mut self, key: u64) -> Option<u32> {
         let i = self.position(key).ok()?;
-        Some(self.entries.remove(i).1)
+        self.keys.remove(i);
+        Some(self.levels.remove(i))
     }
 
     #[inline]
     fn remove_best(&mut self) -> Option<u32> {
-        self.entries.pop().map(|e| e.1)
+        self.keys.pop()?;
+        self.levels.pop()
     }
 
     fn len(&self) -> usize {
-        self.entries.len()
+        self.keys.len()
     }
 
     fn iter_best_first(&self) -> impl Iterator<Item = (u64, u32)> + '_ {
-        self.entries.iter().rev().copied()
+        self.keys.iter().rev().copied().zip(self.levels.iter().rev().copied())
     }
 
     fn reserve(&mut self, additional: usize) {
-        self.entries.reserve(additional);
+        self.keys.reserve(additional);
+        self.levels.reserve(additional);
     }
 }
 
@@ -192,7 +200,7 @@ mod tests {
             x ^= x << 17;
             let key = 1000 + (x % 64);
             match x % 5 {
-                0 | 1 | 2 => {
+                0..=2 => {
                     let got = side.get_or_insert_with(key, || {
                         next += 1;
                         next

@@ -26,6 +26,7 @@
 
 mod book;
 mod exchange;
+mod id_index;
 pub mod levels;
 mod orders;
 mod snapshot;

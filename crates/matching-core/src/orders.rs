@@ -5,7 +5,7 @@
 //! reached its high-water mark, resting and removing orders allocates
 //! nothing. The arena never holds more than `orders_max` live orders.
 
-use rustc_hash::FxHashMap;
+use crate::id_index::IdIndex;
 
 use crate::types::*;
 
@@ -57,7 +57,9 @@ pub struct Orders {
     live: usize,
     max: usize,
     /// Order id to slot, for every live slot (and nothing else).
-    pub(crate) index: FxHashMap<OrderId, u32>,
+    pub(crate) index: IdIndex,
+    /// The greatest id ever inserted: no live order has a greater one.
+    id_high_water: OrderId,
 }
 
 impl Orders {
@@ -66,9 +68,10 @@ impl Orders {
     pub(crate) fn new(max: usize, preallocated: usize) -> Orders {
         let max = max.min(NIL as usize - 1);
         let preallocated = preallocated.min(max);
-        let mut index = FxHashMap::default();
-        index.reserve(preallocated);
-        Orders { slots: Vec::with_capacity(preallocated), free: NIL, live: 0, max, index }
+        // A window of 4 ids per slot covers the ids of orders that churn;
+        // longer-lived ones move to the overflow map, sized for them all.
+        let index = IdIndex::new((preallocated * 4).clamp(1 << 12, 1 << 22), preallocated);
+        Orders { slots: Vec::with_capacity(preallocated), free: NIL, live: 0, max, index, id_high_water: 0 }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -79,14 +82,17 @@ impl Orders {
         self.live >= self.max
     }
 
+    /// Is `id` the id of a live order? Free of a hash lookup for an id above
+    /// every id seen so far (the usual case: a sequencer's ids increase).
+    #[inline]
     pub(crate) fn contains(&self, id: OrderId) -> bool {
-        self.index.contains_key(&id)
+        id <= self.id_high_water && self.index.get(id).is_some()
     }
 
     /// The slot of a live order.
     #[inline]
     pub(crate) fn find(&self, id: OrderId) -> Option<u32> {
-        self.index.get(&id).copied()
+        self.index.get(id)
     }
 
     /// Stores `slot` and indexes it by id. `None` when the arena is full.
@@ -105,18 +111,37 @@ impl Orders {
             (self.slots.len() - 1) as u32
         };
         self.live += 1;
-        let previous = self.index.insert(slot.id, oi);
-        debug_assert!(previous.is_none(), "Invariant: live order ids are unique");
+        self.id_high_water = self.id_high_water.max(slot.id);
+        self.index.insert(slot.id, oi);
         Some(oi)
     }
 
     /// Frees slot `oi` and forgets its id. The caller has unlinked it from its book.
     #[inline]
     pub(crate) fn release(&mut self, oi: u32) {
+        let removed = self.index.remove(self.slots[oi as usize].id);
+        debug_assert_eq!(removed, Some(oi), "Invariant: the id index points at the slot");
+        self.free_slot(oi);
+    }
+
+    /// Takes order `id` out of the index if it is live and belongs to
+    /// `user`, returning its slot (still linked in its book, still live):
+    /// one hash operation for the usual cancel.
+    #[inline]
+    pub(crate) fn unindex_owned(&mut self, id: OrderId, user: UserId) -> Option<u32> {
+        let oi = self.index.remove(id)?;
+        if self.slots[oi as usize].user != user {
+            self.index.insert(id, oi);
+            return None;
+        }
+        Some(oi)
+    }
+
+    /// Puts slot `oi`, already out of the index and out of its book, on the free list.
+    #[inline]
+    pub(crate) fn free_slot(&mut self, oi: u32) {
         let slot = &mut self.slots[oi as usize];
         debug_assert!(slot.live, "Invariant: only a live slot is released");
-        let removed = self.index.remove(&slot.id);
-        debug_assert_eq!(removed, Some(oi), "Invariant: the id index points at the slot");
         slot.live = false;
         slot.next = self.free;
         self.free = oi;
@@ -130,7 +155,8 @@ impl Orders {
         if live != self.live || self.index.len() != self.live {
             return Err(format!("arena: {live} live slots, counter {}, index {}", self.live, self.index.len()));
         }
-        for (&id, &oi) in &self.index {
+        self.index.validate()?;
+        for (id, oi) in self.index.entries() {
             match self.slots.get(oi as usize) {
                 Some(slot) if slot.live && slot.id == id => {}
                 _ => return Err(format!("arena: index entry for order {id} points at a wrong slot {oi}")),

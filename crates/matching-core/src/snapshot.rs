@@ -92,7 +92,7 @@ impl<L: PriceLevels> Exchange<L> {
         out.put(MAGIC);
         out.put(&VERSION.to_le_bytes());
         let mut books: Vec<&crate::book::Book<L>> = self.books.iter().collect();
-        books.sort_unstable_by(|a, b| a.symbol.cmp(&b.symbol));
+        books.sort_unstable_by_key(|book| book.symbol);
         out.put(&(books.len() as u64).to_le_bytes());
         for book in books {
             let name = book.symbol.as_bytes();
@@ -165,7 +165,12 @@ impl<L: PriceLevels> Exchange<L> {
                 }
                 None => exchange.create_book(symbol),
             };
-            exchange.books[book_ix as usize].last_trade_id = r.u64()?;
+            let last_trade_id = r.u64()?;
+            // Trade ids are JSON integers like every other value: at most 2^53 - 1.
+            if last_trade_id > VALUE_MAX {
+                return Err(r.error(&format!("last trade id {last_trade_id} out of range")));
+            }
+            exchange.books[book_ix as usize].last_trade_id = last_trade_id;
             for side in [Side::Buy, Side::Sell] {
                 let count = r.u64()?;
                 let mut last_price: Option<Price> = None;

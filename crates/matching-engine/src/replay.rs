@@ -79,7 +79,7 @@ pub fn replay(mut input: impl BufRead, mut output: impl Write, exchange: &mut Ex
     loop {
         let status = read_line_bounded(&mut input, &mut line, LINE_BYTES_MAX).context("cannot read input")?;
         let Some(complete) = status else { break };
-        if line.iter().all(u8::is_ascii_whitespace) {
+        if complete && line.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
         seq += 1;

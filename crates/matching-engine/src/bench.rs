@@ -1,0 +1,524 @@
+//! `matching-engine bench`: measures the order-book core on generated,
+//! realistic order flow (`matching-workload`).
+//!
+//! For each scenario the flow is generated once. Then, for each level
+//! structure, `--runs` throughput runs each build a fresh [`Exchange`],
+//! apply the warm-up untimed, and time `process` over every timed command
+//! with one clock read before and one after the loop. Every event goes into
+//! a checksum (so none can be optimised away), and the checksum, the event
+//! count and the final state hash must be the same in every run and for
+//! every level structure: a run that disagrees is an error, not a number.
+//! A separate latency pass times each `process` call on its own into an HDR
+//! histogram; its numbers include one clock read (the overhead is printed).
+//!
+//! The hot loop is generic over [`PriceLevels`], monomorphised per
+//! structure, so the comparison is of the structures and nothing else.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, anyhow, bail, ensure};
+use hdrhistogram::Histogram;
+use matching_core::{
+    BTreeLevels, Config, DiscardEvents, Event, EventKind, EventSink, Exchange, PriceLevels, SortedVecLevels,
+};
+use matching_workload::{Flow, Scenario, generate};
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum ScenarioChoice {
+    All,
+    Fixed,
+    Normal,
+    Volatile,
+    Crash,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum LevelsChoice {
+    /// `SortedVecLevels`, the default structure.
+    SortedVec,
+    /// `BTreeLevels`.
+    Btree,
+    /// Every structure, on the same flows.
+    All,
+}
+
+#[derive(clap::Args, Debug)]
+pub struct Args {
+    /// Scenario to run.
+    #[arg(long, value_enum, default_value_t = ScenarioChoice::All)]
+    scenario: ScenarioChoice,
+    /// Timed commands per scenario (the warm-up comes on top, untimed).
+    #[arg(long, default_value_t = 2_000_000)]
+    commands: usize,
+    /// Throughput runs per scenario and level structure.
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Seed of the generated flows.
+    #[arg(long, default_value_t = 42)]
+    seed: u64,
+    /// Price-level structure(s) to measure.
+    #[arg(long, value_enum, default_value_t = LevelsChoice::SortedVec)]
+    levels: LevelsChoice,
+    /// Machine-readable output: one JSON object per line.
+    #[arg(long)]
+    json: bool,
+    /// Skip the per-command latency pass.
+    #[arg(long)]
+    no_latency: bool,
+}
+
+impl Args {
+    fn scenarios(&self) -> Vec<Scenario> {
+        match self.scenario {
+            ScenarioChoice::All => Scenario::ALL.to_vec(),
+            ScenarioChoice::Fixed => vec![Scenario::Fixed],
+            ScenarioChoice::Normal => vec![Scenario::Normal],
+            ScenarioChoice::Volatile => vec![Scenario::Volatile],
+            ScenarioChoice::Crash => vec![Scenario::Crash],
+        }
+    }
+
+    fn levels(&self) -> Vec<Levels> {
+        match self.levels {
+            LevelsChoice::SortedVec => vec![Levels::SortedVec],
+            LevelsChoice::Btree => vec![Levels::BTree],
+            LevelsChoice::All => vec![Levels::SortedVec, Levels::BTree],
+        }
+    }
+
+    /// The flags as a command line, every value spelled out.
+    fn command_line(&self) -> String {
+        let scenario = match self.scenario {
+            ScenarioChoice::All => "all",
+            ScenarioChoice::Fixed => "fixed",
+            ScenarioChoice::Normal => "normal",
+            ScenarioChoice::Volatile => "volatile",
+            ScenarioChoice::Crash => "crash",
+        };
+        let levels = match self.levels {
+            LevelsChoice::SortedVec => "sorted-vec",
+            LevelsChoice::Btree => "btree",
+            LevelsChoice::All => "all",
+        };
+        let mut line = format!(
+            "matching-engine bench --scenario {scenario} --commands {} --runs {} --seed {} --levels {levels}",
+            self.commands, self.runs, self.seed
+        );
+        if self.json {
+            line.push_str(" --json");
+        }
+        if self.no_latency {
+            line.push_str(" --no-latency");
+        }
+        line
+    }
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Levels {
+    SortedVec,
+    BTree,
+}
+
+impl Levels {
+    fn name(self) -> &'static str {
+        match self {
+            Levels::SortedVec => SortedVecLevels::NAME,
+            Levels::BTree => BTreeLevels::NAME,
+        }
+    }
+}
+
+/// Folds every event into a count and a hash: cheap, and it depends on
+/// every field that says what happened, so the optimiser must produce them all.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+struct Checksum {
+    events: u64,
+    hash: u64,
+}
+
+impl EventSink for Checksum {
+    #[inline]
+    fn event(&mut self, event: &Event) {
+        let value = match event.kind {
+            EventKind::Accepted { order_id, qty, price, .. } => {
+                1 ^ order_id << 8 ^ qty.rotate_left(40) ^ price.unwrap_or(0).rotate_left(20)
+            }
+            EventKind::Rejected { reason, order_id } => 2 ^ (reason as u64) << 4 ^ order_id.unwrap_or(0) << 8,
+            EventKind::Trade(t) => {
+                3 ^ t.maker_order_id << 8
+                    ^ t.taker_order_id.rotate_left(24)
+                    ^ t.qty.rotate_left(44)
+                    ^ t.price.rotate_left(12)
+                    ^ t.maker_remaining.rotate_left(52)
+                    ^ t.trade_id.rotate_left(32)
+            }
+            EventKind::Cancelled { order_id, reason, remaining } => {
+                4 ^ (reason as u64) << 4 ^ order_id << 8 ^ remaining.rotate_left(40)
+            }
+            EventKind::Modified { order_id, price, qty } => {
+                5 ^ order_id << 8 ^ price.rotate_left(20) ^ qty.rotate_left(40)
+            }
+        };
+        self.events += 1;
+        self.hash = (self.hash ^ value ^ event.seq.rotate_left(32)).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(27);
+    }
+}
+
+/// What one throughput run measured and produced.
+struct Run {
+    elapsed: Duration,
+    checksum: Checksum,
+    state_hash: u64,
+}
+
+/// A fresh exchange with the warm-up applied (untimed).
+fn warmed_up<L: PriceLevels>(flow: &Flow, config: &Config) -> Exchange<L> {
+    let mut exchange = Exchange::<L>::new(config.clone());
+    exchange.process_all(&flow.warmup, &mut DiscardEvents);
+    exchange
+}
+
+#[inline(never)]
+fn throughput_run<L: PriceLevels>(flow: &Flow, config: &Config) -> Run {
+    let mut exchange = warmed_up::<L>(flow, config);
+    let mut sink = Checksum::default();
+    let commands = black_box(flow.commands.as_slice());
+    let started = Instant::now();
+    for command in commands {
+        exchange.process(command, &mut sink);
+    }
+    let elapsed = started.elapsed();
+    let checksum = black_box(sink);
+    Run { elapsed, checksum, state_hash: exchange.state_hash() }
+}
+
+fn new_histogram() -> anyhow::Result<Histogram<u64>> {
+    // 1 ns to 60 s at 3 significant digits; allocated once, up front.
+    Histogram::new_with_bounds(1, 60_000_000_000, 3).map_err(|e| anyhow!("histogram: {e:?}"))
+}
+
+#[inline(never)]
+fn latency_run<L: PriceLevels>(flow: &Flow, config: &Config) -> anyhow::Result<(Histogram<u64>, Checksum)> {
+    let mut histogram = new_histogram()?;
+    let mut exchange = warmed_up::<L>(flow, config);
+    let mut sink = Checksum::default();
+    for command in black_box(flow.commands.as_slice()) {
+        let started = Instant::now();
+        exchange.process(command, &mut sink);
+        let ns = started.elapsed().as_nanos() as u64;
+        histogram.saturating_record(ns);
+    }
+    Ok((histogram, black_box(sink)))
+}
+
+/// What one clock read around nothing costs (the floor under every
+/// latency-pass number).
+fn timer_overhead() -> anyhow::Result<Histogram<u64>> {
+    let mut histogram = new_histogram()?;
+    for _ in 0..1_000_000 {
+        let started = Instant::now();
+        let ns = black_box(started).elapsed().as_nanos() as u64;
+        histogram.saturating_record(ns);
+    }
+    Ok(histogram)
+}
+
+#[derive(Clone, Copy, Debug)]
+struct Latency {
+    p50_ns: u64,
+    p99_ns: u64,
+    p999_ns: u64,
+    max_ns: u64,
+}
+
+impl Latency {
+    fn of(histogram: &Histogram<u64>) -> Latency {
+        Latency {
+            p50_ns: histogram.value_at_quantile(0.50),
+            p99_ns: histogram.value_at_quantile(0.99),
+            p999_ns: histogram.value_at_quantile(0.999),
+            max_ns: histogram.max(),
+        }
+    }
+}
+
+/// One line of the table.
+struct Row {
+    scenario: Scenario,
+    levels: Levels,
+    commands: usize,
+    warmup: usize,
+    events: u64,
+    /// Commands per second over the runs, ascending.
+    rates: Vec<f64>,
+    latency: Option<Latency>,
+}
+
+impl Row {
+    fn median(&self) -> f64 {
+        let n = self.rates.len();
+        if n % 2 == 1 { self.rates[n / 2] } else { (self.rates[n / 2 - 1] + self.rates[n / 2]) / 2.0 }
+    }
+
+    fn events_per_s(&self) -> f64 {
+        self.median() * self.events as f64 / self.commands as f64
+    }
+}
+
+/// The results of one flow that every run and every level structure must reproduce.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+struct Outcome {
+    checksum: Checksum,
+    state_hash: u64,
+}
+
+fn measure<L: PriceLevels>(
+    flow: &Flow,
+    config: &Config,
+    args: &Args,
+    levels: Levels,
+    expected: &mut Option<Outcome>,
+) -> anyhow::Result<Row> {
+    let scenario = flow.scenario;
+    let mut rates = Vec::with_capacity(args.runs);
+    for run in 1..=args.runs {
+        let Run { elapsed, checksum, state_hash } = throughput_run::<L>(flow, config);
+        let outcome = Outcome { checksum, state_hash };
+        match expected {
+            None => {
+                ensure!(
+                    checksum.events == flow.stats.events,
+                    "{scenario}/{}: {} events, but the generator's run saw {}",
+                    levels.name(),
+                    checksum.events,
+                    flow.stats.events
+                );
+                *expected = Some(outcome);
+            }
+            Some(first) if *first != outcome => bail!(
+                "{scenario}/{} run {run}: not deterministic: {outcome:?}, an earlier run gave {first:?}",
+                levels.name()
+            ),
+            Some(_) => {}
+        }
+        let rate = flow.commands.len() as f64 / elapsed.as_secs_f64();
+        eprintln!(
+            "  {scenario}/{} run {run}: {:.3} s, {} commands/s",
+            levels.name(),
+            elapsed.as_secs_f64(),
+            grouped(rate)
+        );
+        rates.push(rate);
+    }
+    rates.sort_by(f64::total_cmp);
+    let latency = if args.no_latency {
+        None
+    } else {
+        let (histogram, checksum) = latency_run::<L>(flow, config)?;
+        ensure!(
+            Some(checksum) == expected.map(|e| e.checksum),
+            "{scenario}/{}: the latency pass produced other events",
+            levels.name()
+        );
+        let latency = Latency::of(&histogram);
+        eprintln!(
+            "  {scenario}/{} latency: p50 {} ns, p99 {} ns, p99.9 {} ns, max {} ns",
+            levels.name(),
+            latency.p50_ns,
+            latency.p99_ns,
+            latency.p999_ns,
+            latency.max_ns
+        );
+        Some(latency)
+    };
+    Ok(Row {
+        scenario,
+        levels,
+        commands: flow.commands.len(),
+        warmup: flow.warmup.len(),
+        events: flow.stats.events,
+        rates,
+        latency,
+    })
+}
+
+/// `1234567.8` as `1,234,568`.
+fn grouped(value: f64) -> String {
+    let digits = format!("{:.0}", value.max(0.0));
+    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
+    for (i, c) in digits.chars().enumerate() {
+        if i > 0 && (digits.len() - i) % 3 == 0 {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A JSON string literal.
+fn json_string(text: &str) -> String {
+    let mut out = String::with_capacity(text.len() + 2);
+    out.push('"');
+    for c in text.chars() {
+        match c {
+            '"' => out.push_str("\\\""),
+            '\\' => out.push_str("\\\\"),
+            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
+            c => out.push(c),
+        }
+    }
+    out.push('"');
+    out
+}
+
+fn cpu_model() -> Option<String> {
+    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").ok()?;
+    cpuinfo
+        .lines()
+        .find(|line| line.starts_with("model name"))
+        .and_then(|line| line.split_once(':'))
+        .map(|(_, model)| model.trim().to_string())
+}
+
+pub fn run(args: Args) -> anyhow::Result<()> {
+    ensure!(args.runs >= 1, "--runs must be at least 1");
+    ensure!(args.commands >= 1, "--commands must be at least 1");
+    let wall = Instant::now();
+    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let cpu = cpu_model().unwrap_or_else(|| "unknown".to_string());
+    let invoked = std::env::args().collect::<Vec<_>>().join(" ");
+    let overhead = Latency::of(&timer_overhead()?);
+
+    let mut rows = Vec::new();
+    for scenario in args.scenarios() {
+        let started = Instant::now();
+        let flow = generate(scenario, args.commands, args.seed);
+        eprintln!(
+            "{scenario}: generated {} warm-up + {} timed commands (seed {}) in {:.2?}\n{}",
+            flow.warmup.len(),
+            flow.commands.len(),
+            args.seed,
+            started.elapsed(),
+            flow.stats
+        );
+        let config = Config {
+            orders_preallocated: (flow.stats.resting_max as usize * 2).max(1 << 16),
+            levels_preallocated: 4096,
+            ..Config::default()
+        };
+        let mut expected = None;
+        for levels in args.levels() {
+            let row = match levels {
+                Levels::SortedVec => measure::<SortedVecLevels>(&flow, &config, &args, levels, &mut expected),
+                Levels::BTree => measure::<BTreeLevels>(&flow, &config, &args, levels, &mut expected),
+            }
+            .with_context(|| format!("scenario {scenario}"))?;
+            rows.push(row);
+        }
+    }
+
+    if args.json {
+        println!(
+            "{{\"kind\":\"machine\",\"nproc\":{nproc},\"cpu\":{},\"flags\":{},\"invoked\":{},\"timer_overhead_p50_ns\":{}}}",
+            json_string(&cpu),
+            json_string(&args.command_line()),
+            json_string(&invoked),
+            overhead.p50_ns
+        );
+        for row in &rows {
+            let latency = match row.latency {
+                Some(l) => format!(
+                    "\"p50_ns\":{},\"p99_ns\":{},\"p999_ns\":{},\"max_ns\":{}",
+                    l.p50_ns, l.p99_ns, l.p999_ns, l.max_ns
+                ),
+                None => "\"p50_ns\":null,\"p99_ns\":null,\"p999_ns\":null,\"max_ns\":null".to_string(),
+            };
+            println!(
+                "{{\"kind\":\"result\",\"scenario\":\"{}\",\"levels\":\"{}\",\"commands\":{},\"warmup\":{},\"runs\":{},\"seed\":{},\"events\":{},\"commands_per_s_median\":{:.0},\"commands_per_s_min\":{:.0},\"commands_per_s_max\":{:.0},\"events_per_s\":{:.0},{latency}}}",
+                row.scenario,
+                row.levels.name(),
+                row.commands,
+                row.warmup,
+                row.rates.len(),
+                args.seed,
+                row.events,
+                row.median(),
+                row.rates[0],
+                row.rates[row.rates.len() - 1],
+                row.events_per_s(),
+            );
+        }
+    } else {
+        println!("machine: {nproc} cpus, {cpu}");
+        println!("flags: {}", args.command_line());
+        println!("invoked as: {invoked}");
+        println!(
+            "latency includes one clock read: {} ns at p50 on this machine; commands/s is the median of {} runs, min and max beside it",
+            overhead.p50_ns, args.runs
+        );
+        println!();
+        println!(
+            "| scenario | levels | commands/s (median of {}) | min | max | events/s | p50 ns | p99 ns | p99.9 ns | max ns |",
+            args.runs
+        );
+        println!("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|");
+        for row in &rows {
+            let latency = match row.latency {
+                Some(l) => format!("{} | {} | {} | {}", l.p50_ns, l.p99_ns, l.p999_ns, grouped(l.max_ns as f64)),
+                None => "- | - | - | -".to_string(),
+            };
+            println!(
+                "| {} | {} | {} | {} | {} | {} | {latency} |",
+                row.scenario,
+                row.levels.name(),
+                grouped(row.median()),
+                grouped(row.rates[0]),
+                grouped(row.rates[row.rates.len() - 1]),
+                grouped(row.events_per_s()),
+            );
+        }
+    }
+    eprintln!("wall time {:.1?}", wall.elapsed());
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn grouped_puts_commas_between_thousands() {
+        assert_eq!(grouped(0.0), "0");
+        assert_eq!(grouped(999.4), "999");
+        assert_eq!(grouped(1000.0), "1,000");
+        assert_eq!(grouped(1_234_567.8), "1,234,568");
+    }
+
+    #[test]
+    fn json_strings_are_escaped() {
+        assert_eq!(json_string("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000a\"");
+    }
+
+    #[test]
+    fn a_small_bench_runs_and_agrees_across_structures() {
+        let flow = generate(Scenario::Normal, 5_000, 1);
+        let config = Config::default();
+        let args = Args {
+            scenario: ScenarioChoice::Normal,
+            commands: 5_000,
+            runs: 2,
+            seed: 1,
+            levels: LevelsChoice::All,
+            json: false,
+            no_latency: false,
+        };
+        let mut expected = None;
+        let a = measure::<SortedVecLevels>(&flow, &config, &args, Levels::SortedVec, &mut expected).unwrap();
+        let b = measure::<BTreeLevels>(&flow, &config, &args, Levels::BTree, &mut expected).unwrap();
+        assert_eq!(a.rates.len(), 2);
+        assert_eq!(a.events, b.events);
+        assert!(a.latency.is_some() && b.latency.is_some());
+    }
+}

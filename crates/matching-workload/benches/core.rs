@@ -1,0 +1,312 @@
+//! Micro-benchmarks of the core's operations against a realistic book.
+//!
+//! `cargo bench -p matching-workload --bench core` (add `-- --quick` for a
+//! fast pass, or a filter such as `-- cancel`).
+//!
+//! Every benchmark measures steady state: the book holds ~10k resting orders
+//! laid by the generator's warm-up shape (`standing_book`), and whatever a
+//! timed operation changes is put back, untimed, before it can pile up:
+//!
+//! - `add_resting`: a chunk of non-crossing `gtc` orders at the book's own
+//!   price distribution is timed, then cancelled untimed;
+//! - `cancel`: a chunk of resting orders (from anywhere in their FIFOs) is
+//!   cancelled, timed, then re-entered untimed;
+//! - `modify_in_place`: a chunk of quantity reductions at the same price
+//!   (keeps priority), timed; the quantities are restored untimed;
+//! - `modify_reprice`: a chunk of one-tick moves away from the mid (out of
+//!   one level, into another), timed; moved back untimed;
+//! - `sweep_ioc_4_levels`: one `ioc` buy that takes 4 thin levels (8 makers)
+//!   in front of the book; the levels are laid again untimed. Each sweep is
+//!   timed alone, so one clock read (~20-30 ns) is included;
+//! - `normal_flow_10k`: 10,000 commands of the `normal` flow on a clone of
+//!   the warmed-up exchange (reported per command).
+//!
+//! Each runs on both level structures.
+
+use std::hint::black_box;
+use std::time::{Duration, Instant};
+
+use criterion::measurement::WallTime;
+use criterion::{BatchSize, BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
+use matching_core::{
+    Action, BTreeLevels, Command, Config, Event, EventSink, Exchange, NewOrder, PriceLevels, RestingOrder, Side,
+    SortedVecLevels, Tif,
+};
+use matching_workload::{MID_START_TICKS, Scenario, generate, standing_book, symbol};
+
+const BOOK_ORDERS: usize = 10_000;
+/// Operations timed between two clock reads.
+const CHUNK: usize = 1_000;
+const FLOW_CHUNK: usize = 10_000;
+const SEED: u64 = 42;
+/// Ids above every standing order's.
+const FRESH_ID: u64 = 1 << 40;
+
+/// Consumes events: counts them and folds in their seq.
+#[derive(Default)]
+struct Fold(u64);
+
+impl EventSink for Fold {
+    #[inline]
+    fn event(&mut self, event: &Event) {
+        self.0 = self.0.wrapping_mul(31).wrapping_add(event.seq);
+    }
+}
+
+fn config() -> Config {
+    Config { orders_preallocated: 4 * BOOK_ORDERS, levels_preallocated: 4096, ..Config::default() }
+}
+
+fn exchange_of<L: PriceLevels>(commands: &[Command]) -> Exchange<L> {
+    let mut exchange = Exchange::<L>::new(config());
+    exchange.process_all(commands, &mut Fold::default());
+    exchange
+}
+
+fn new_order(id: u64, order: RestingOrder) -> Command {
+    let new = NewOrder::limit(id, order.user, symbol(), order.side, order.price, order.qty).with_stp(order.stp);
+    Command::new(id, Action::New(new))
+}
+
+fn cancel(id: u64, order: &RestingOrder) -> Command {
+    Command::new(id, Action::Cancel { user: order.user, order_id: order.order_id })
+}
+
+fn modify(id: u64, order: &RestingOrder, price: Option<u64>, qty: Option<u64>) -> Command {
+    Command::new(id, Action::Modify { user: order.user, order_id: order.order_id, price, qty })
+}
+
+/// `CHUNK` resting orders spread evenly over the book (both sides, every depth).
+fn sample_orders<L: PriceLevels>(exchange: &Exchange<L>, keep: impl Fn(&RestingOrder) -> bool) -> Vec<RestingOrder> {
+    let book = exchange.book(&symbol()).expect("the book exists");
+    let all: Vec<RestingOrder> = book.orders(Side::Buy).chain(book.orders(Side::Sell)).filter(|o| keep(o)).collect();
+    assert!(all.len() >= CHUNK, "the book has {} eligible orders", all.len());
+    let stride = all.len() / CHUNK;
+    all.iter().step_by(stride).take(CHUNK).copied().collect()
+}
+
+/// Runs `iters` timed operations in chunks: `timed(n)` does `n` of them,
+/// `restore(n)` puts the book back afterwards, untimed.
+fn chunked<L: PriceLevels>(
+    exchange: &mut Exchange<L>,
+    iters: u64,
+    mut timed: impl FnMut(&mut Exchange<L>, usize, &mut Fold),
+    mut restore: impl FnMut(&mut Exchange<L>, usize, &mut Fold),
+) -> Duration {
+    let mut sink = Fold::default();
+    let mut total = Duration::ZERO;
+    let mut done = 0u64;
+    while done < iters {
+        let n = (iters - done).min(CHUNK as u64) as usize;
+        let started = Instant::now();
+        timed(exchange, n, &mut sink);
+        total += started.elapsed();
+        restore(exchange, n, &mut sink);
+        done += n as u64;
+    }
+    black_box(sink.0);
+    total
+}
+
+fn add_resting<L: PriceLevels>(group: &mut BenchmarkGroup<'_, WallTime>, base: &Exchange<L>) {
+    // New orders at the prices, sides and sizes of a sample of the book:
+    // the book's own (power-law) distribution; none crosses.
+    let adds: Vec<Command> =
+        sample_orders(base, |_| true).iter().enumerate().map(|(i, o)| new_order(FRESH_ID + i as u64, *o)).collect();
+    let cancels: Vec<Command> = adds
+        .iter()
+        .map(|c| match c.action {
+            Action::New(o) => Command::new(c.seq, Action::Cancel { user: o.user, order_id: o.order_id }),
+            _ => unreachable!(),
+        })
+        .collect();
+    group.bench_function(L::NAME, |b| {
+        b.iter_custom(|iters| {
+            let mut exchange = base.clone();
+            chunked(
+                &mut exchange,
+                iters,
+                |ex, n, sink| adds[..n].iter().for_each(|c| ex.process(c, sink)),
+                |ex, n, sink| cancels[..n].iter().for_each(|c| ex.process(c, sink)),
+            )
+        })
+    });
+}
+
+fn cancel_resting<L: PriceLevels>(group: &mut BenchmarkGroup<'_, WallTime>, base: &Exchange<L>) {
+    let orders = sample_orders(base, |_| true);
+    let cancels: Vec<Command> = orders.iter().map(|o| cancel(FRESH_ID, o)).collect();
+    // The same ids again, at the tail of their levels.
+    let readds: Vec<Command> = orders.iter().map(|o| new_order(o.order_id, *o)).collect();
+    group.bench_function(L::NAME, |b| {
+        b.iter_custom(|iters| {
+            let mut exchange = base.clone();
+            chunked(
+                &mut exchange,
+                iters,
+                |ex, n, sink| cancels[..n].iter().for_each(|c| ex.process(c, sink)),
+                |ex, n, sink| readds[..n].iter().for_each(|c| ex.process(c, sink)),
+            )
+        })
+    });
+}
+
+fn modify_in_place<L: PriceLevels>(group: &mut BenchmarkGroup<'_, WallTime>, base: &Exchange<L>) {
+    let orders = sample_orders(base, |o| o.qty >= 2);
+    let reduce: Vec<Command> = orders.iter().map(|o| modify(FRESH_ID, o, None, Some(o.qty - 1))).collect();
+    let restore: Vec<Command> = orders.iter().map(|o| modify(FRESH_ID, o, None, Some(o.qty))).collect();
+    group.bench_function(L::NAME, |b| {
+        b.iter_custom(|iters| {
+            let mut exchange = base.clone();
+            chunked(
+                &mut exchange,
+                iters,
+                |ex, n, sink| reduce[..n].iter().for_each(|c| ex.process(c, sink)),
+                |ex, n, sink| restore[..n].iter().for_each(|c| ex.process(c, sink)),
+            )
+        })
+    });
+}
+
+fn modify_reprice<L: PriceLevels>(group: &mut BenchmarkGroup<'_, WallTime>, base: &Exchange<L>) {
+    let orders = sample_orders(base, |_| true);
+    let away = |o: &RestingOrder| match o.side {
+        Side::Buy => o.price - 1,
+        Side::Sell => o.price + 1,
+    };
+    let moves: Vec<Command> = orders.iter().map(|o| modify(FRESH_ID, o, Some(away(o)), None)).collect();
+    let back: Vec<Command> = orders.iter().map(|o| modify(FRESH_ID, o, Some(o.price), None)).collect();
+    group.bench_function(L::NAME, |b| {
+        b.iter_custom(|iters| {
+            let mut exchange = base.clone();
+            chunked(
+                &mut exchange,
+                iters,
+                |ex, n, sink| moves[..n].iter().for_each(|c| ex.process(c, sink)),
+                |ex, n, sink| back[..n].iter().for_each(|c| ex.process(c, sink)),
+            )
+        })
+    });
+}
+
+/// The standing book with its asks moved 8 ticks out, so that thin levels
+/// can be laid in front of them.
+fn gapped_book() -> Vec<Command> {
+    let mut commands = standing_book(BOOK_ORDERS, SEED);
+    for command in &mut commands {
+        if let Action::New(order) = &mut command.action
+            && order.side == Side::Sell
+        {
+            order.price = order.price.map(|p| p + 8);
+        }
+    }
+    commands
+}
+
+fn sweep<L: PriceLevels>(group: &mut BenchmarkGroup<'_, WallTime>, commands: &[Command]) {
+    const LEVELS: u64 = 4;
+    const MAKERS_PER_LEVEL: u64 = 2;
+    const MAKER_QTY: u64 = 10;
+    let base = exchange_of::<L>(commands);
+    let best_ask = base.book(&symbol()).and_then(|b| b.best_ask()).map(|(p, _)| p).expect("asks");
+    assert!(best_ask > MID_START_TICKS + LEVELS, "room in front of the asks");
+    let ladder: Vec<Command> = (0..LEVELS * MAKERS_PER_LEVEL)
+        .map(|i| {
+            let price = MID_START_TICKS + 1 + i / MAKERS_PER_LEVEL;
+            let order = NewOrder::limit(FRESH_ID + i, 5_000 + i, symbol(), Side::Sell, price, MAKER_QTY);
+            Command::new(FRESH_ID + i, Action::New(order))
+        })
+        .collect();
+    let taker_id = FRESH_ID + 1_000;
+    let taker = NewOrder::limit(
+        taker_id,
+        6_000,
+        symbol(),
+        Side::Buy,
+        MID_START_TICKS + LEVELS,
+        LEVELS * MAKERS_PER_LEVEL * MAKER_QTY,
+    )
+    .with_tif(Tif::Ioc);
+    let taker = Command::new(taker_id, Action::New(taker));
+    group.bench_function(L::NAME, |b| {
+        b.iter_custom(|iters| {
+            let mut exchange = base.clone();
+            let mut sink = Fold::default();
+            let mut total = Duration::ZERO;
+            for _ in 0..iters {
+                ladder.iter().for_each(|c| exchange.process(c, &mut sink));
+                let started = Instant::now();
+                exchange.process(&taker, &mut sink);
+                total += started.elapsed();
+            }
+            debug_assert_eq!(exchange.order_count(), BOOK_ORDERS, "the sweep took exactly the ladder");
+            black_box(sink.0);
+            total
+        })
+    });
+}
+
+fn normal_flow<L: PriceLevels>(group: &mut BenchmarkGroup<'_, WallTime>, warmup: &[Command], chunk: &[Command]) {
+    let base = exchange_of::<L>(warmup);
+    group.bench_function(L::NAME, |b| {
+        b.iter_batched(
+            || base.clone(),
+            |mut exchange| {
+                let mut sink = Fold::default();
+                chunk.iter().for_each(|c| exchange.process(c, &mut sink));
+                black_box(sink.0);
+                exchange
+            },
+            BatchSize::LargeInput,
+        )
+    });
+}
+
+fn benches(c: &mut Criterion) {
+    let book = standing_book(BOOK_ORDERS, SEED);
+    let sorted_vec = exchange_of::<SortedVecLevels>(&book);
+    let btree = exchange_of::<BTreeLevels>(&book);
+    assert_eq!(sorted_vec.order_count(), BOOK_ORDERS);
+
+    let mut group = c.benchmark_group("add_resting_10k");
+    group.throughput(Throughput::Elements(1));
+    add_resting(&mut group, &sorted_vec);
+    add_resting(&mut group, &btree);
+    group.finish();
+
+    let mut group = c.benchmark_group("cancel_10k");
+    group.throughput(Throughput::Elements(1));
+    cancel_resting(&mut group, &sorted_vec);
+    cancel_resting(&mut group, &btree);
+    group.finish();
+
+    let mut group = c.benchmark_group("modify_in_place_10k");
+    group.throughput(Throughput::Elements(1));
+    modify_in_place(&mut group, &sorted_vec);
+    modify_in_place(&mut group, &btree);
+    group.finish();
+
+    let mut group = c.benchmark_group("modify_reprice_10k");
+    group.throughput(Throughput::Elements(1));
+    modify_reprice(&mut group, &sorted_vec);
+    modify_reprice(&mut group, &btree);
+    group.finish();
+
+    let gapped = gapped_book();
+    let mut group = c.benchmark_group("sweep_ioc_4_levels_10k");
+    group.throughput(Throughput::Elements(1));
+    sweep::<SortedVecLevels>(&mut group, &gapped);
+    sweep::<BTreeLevels>(&mut group, &gapped);
+    group.finish();
+
+    let flow = generate(Scenario::Normal, FLOW_CHUNK, SEED);
+    let mut group = c.benchmark_group("normal_flow_10k");
+    group.throughput(Throughput::Elements(FLOW_CHUNK as u64));
+    group.sample_size(30);
+    normal_flow::<SortedVecLevels>(&mut group, &flow.warmup, &flow.commands);
+    normal_flow::<BTreeLevels>(&mut group, &flow.warmup, &flow.commands);
+    group.finish();
+}
+
+criterion_group!(core, benches);
+criterion_main!(core);

@@ -1,0 +1,252 @@
+//! Realistic, seeded order flow for one symbol, to measure the core on.
+//!
+//! [`generate`] builds a [`Flow`]: warm-up commands that lay the initial
+//! standing book (applied untimed by a benchmark), then the timed commands.
+//! The flow imitates a real venue's (see the `generator.rs` module docs for
+//! the model and its numbers):
+//!
+//! - the mid follows a random walk (none in [`Scenario::Fixed`], a slow one
+//!   in `Normal`, a faster one with jumps in `Volatile`, a ~60% fall in
+//!   `Crash`);
+//! - limit orders rest on their own side of the mid at a power-law distance
+//!   (`P(d) ~ d^-2.2`, `d >= 1` tick, capped), most are cancelled after a
+//!   short exponential lifetime, some live long;
+//! - about 15% of new orders are aggressive `ioc` limits priced at or a few
+//!   ticks through the opposite touch, a small share are market orders;
+//! - about 20% of resting orders are modified during their life;
+//! - a few percent of cancels and modifies arrive after their order is gone.
+//!
+//! The generator runs its own [`Exchange`] while it generates, so it knows
+//! which of its orders rest: every cancel and modify it sends is valid
+//! except the stale ones it sends on purpose, and [`FlowStats`] is what that
+//! internal run saw.
+//!
+//! Determinism: the random stream is [`rand::rngs::Xoshiro256PlusPlus`]
+//! seeded with [`rand::SeedableRng::seed_from_u64`] (a named algorithm, not
+//! `StdRng`, which may change between rand versions), and the only
+//! transcendental functions are our own (`math.rs`: `ln` and `exp` from
+//! `+ - * /` alone, not the platform's libm), so a seed gives the same flow on
+//! every machine, for as long as rand's sampling stays value-stable (rand
+//! changes values only between 0.x series; this crate is on 0.10).
+//!
+//! [`Exchange`]: matching_core::Exchange
+
+use std::fmt;
+use std::str::FromStr;
+
+use matching_core::{Command, Symbol};
+
+mod generator;
+mod math;
+
+/// The symbol every generated command trades.
+pub const SYMBOL: &str = "BENCH";
+
+/// The mid at the start of every scenario, in ticks: high enough that a 60%
+/// crash and the deepest quotes stay far above 1 tick.
+pub const MID_START_TICKS: u64 = 100_000;
+
+/// [`SYMBOL`] as a [`Symbol`].
+pub fn symbol() -> Symbol {
+    Symbol::new(SYMBOL).expect("SYMBOL is a valid symbol")
+}
+
+/// A market regime.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
+pub enum Scenario {
+    /// The mid never moves; a deep standing book (~50k resting orders) of
+    /// long-lived orders, with short-lived ones churning near the touch.
+    Fixed,
+    /// A normal session: the mid is a slow random walk.
+    Normal,
+    /// A larger, faster random walk with occasional jumps.
+    Volatile,
+    /// The mid falls about 60% over the run, with `Volatile`'s noise, and
+    /// aggressive flow leans to selling.
+    Crash,
+}
+
+impl Scenario {
+    pub const ALL: [Scenario; 4] = [Scenario::Fixed, Scenario::Normal, Scenario::Volatile, Scenario::Crash];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Scenario::Fixed => "fixed",
+            Scenario::Normal => "normal",
+            Scenario::Volatile => "volatile",
+            Scenario::Crash => "crash",
+        }
+    }
+}
+
+impl fmt::Display for Scenario {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// An unknown scenario name.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct UnknownScenario(pub String);
+
+impl fmt::Display for UnknownScenario {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "unknown scenario {:?} (expected fixed, normal, volatile or crash)", self.0)
+    }
+}
+
+impl std::error::Error for UnknownScenario {}
+
+impl FromStr for Scenario {
+    type Err = UnknownScenario;
+
+    fn from_str(name: &str) -> Result<Scenario, UnknownScenario> {
+        Scenario::ALL.into_iter().find(|s| s.as_str() == name).ok_or_else(|| UnknownScenario(name.to_string()))
+    }
+}
+
+/// A generated flow: apply `warmup` untimed, then time `commands`.
+///
+/// `seq` runs from 1 without a gap over `warmup` then `commands`, and a new
+/// order's `order_id` is its `seq`.
+#[derive(Clone, Debug)]
+pub struct Flow {
+    pub scenario: Scenario,
+    pub seed: u64,
+    /// Resting `gtc` limit orders that lay the initial book; none crosses.
+    pub warmup: Vec<Command>,
+    pub commands: Vec<Command>,
+    pub stats: FlowStats,
+}
+
+/// What the generator's internal run of the flow saw. Every count is of the
+/// timed `commands` only, except those named `warmup`/`after_warmup`.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct FlowStats {
+    /// Commands in the warm-up (all new resting `gtc` limit orders).
+    pub warmup_orders: u64,
+    /// New `gtc` limit orders.
+    pub new_gtc: u64,
+    /// New `ioc` limit orders.
+    pub new_ioc: u64,
+    /// New market orders.
+    pub new_market: u64,
+    /// New orders that carry a self-trade-prevention mode other than `none`.
+    pub new_with_stp: u64,
+    /// New orders that are post-only.
+    pub new_post_only: u64,
+    /// Cancel commands, stale ones included.
+    pub cancels: u64,
+    /// Modify commands, stale ones included.
+    pub modifies: u64,
+    /// Cancels sent after their order was gone (filled or cancelled).
+    pub stale_cancels: u64,
+    /// Modifies sent after their order was gone.
+    pub stale_modifies: u64,
+    /// `trade` events.
+    pub trades: u64,
+    /// `cancelled` events with reason `stp`.
+    pub stp_cancels: u64,
+    /// `rejected` events with reason `unknown_order` (the stale commands).
+    pub rejected_unknown_order: u64,
+    /// `rejected` events with any other reason (the generator aims at 0).
+    pub rejected_other: u64,
+    /// All events.
+    pub events: u64,
+    /// Resting orders once the warm-up is applied.
+    pub resting_after_warmup: u64,
+    /// Resting orders at the end.
+    pub resting_at_end: u64,
+    /// Most resting orders at any point (size an arena with it).
+    pub resting_max: u64,
+    /// Price levels (both sides) at the end.
+    pub levels_at_end: u64,
+    pub mid_start_ticks: u64,
+    pub mid_end_ticks: u64,
+    pub mid_min_ticks: u64,
+    pub mid_max_ticks: u64,
+}
+
+impl FlowStats {
+    /// New orders of every kind.
+    pub fn new_orders(&self) -> u64 {
+        self.new_gtc + self.new_ioc + self.new_market
+    }
+
+    /// Stale cancels and modifies.
+    pub fn stale(&self) -> u64 {
+        self.stale_cancels + self.stale_modifies
+    }
+}
+
+fn percent(part: u64, whole: u64) -> f64 {
+    if whole == 0 { 0.0 } else { 100.0 * part as f64 / whole as f64 }
+}
+
+impl fmt::Display for FlowStats {
+    /// A few human-readable lines (for a benchmark's stderr).
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let new = self.new_orders();
+        let commands = new + self.cancels + self.modifies;
+        writeln!(
+            f,
+            "warm-up: {} orders resting; timed: {commands} commands, {} events, {} trades",
+            self.resting_after_warmup, self.events, self.trades
+        )?;
+        writeln!(
+            f,
+            "new {new} ({:.1}% of commands): gtc {:.1}%, ioc {:.1}%, market {:.1}%; stp {:.1}%, post-only {:.1}%",
+            percent(new, commands),
+            percent(self.new_gtc, new),
+            percent(self.new_ioc, new),
+            percent(self.new_market, new),
+            percent(self.new_with_stp, new),
+            percent(self.new_post_only, new),
+        )?;
+        writeln!(
+            f,
+            "cancels {} ({:.1}%), modifies {} ({:.1}%), stale {} ({:.1}% of cancels+modifies; {} cancels, {} modifies)",
+            self.cancels,
+            percent(self.cancels, commands),
+            self.modifies,
+            percent(self.modifies, commands),
+            self.stale(),
+            percent(self.stale(), self.cancels + self.modifies),
+            self.stale_cancels,
+            self.stale_modifies,
+        )?;
+        writeln!(
+            f,
+            "stp cancels {}; rejected: unknown_order {}, other {}",
+            self.stp_cancels, self.rejected_unknown_order, self.rejected_other
+        )?;
+        write!(
+            f,
+            "resting at end {} (max {}), levels at end {}; mid {} -> {} ticks (min {}, max {})",
+            self.resting_at_end,
+            self.resting_max,
+            self.levels_at_end,
+            self.mid_start_ticks,
+            self.mid_end_ticks,
+            self.mid_min_ticks,
+            self.mid_max_ticks
+        )
+    }
+}
+
+/// Generates `commands` timed commands of `scenario` (plus the scenario's
+/// warm-up) from `seed`. The same arguments always give the same flow.
+pub fn generate(scenario: Scenario, commands: usize, seed: u64) -> Flow {
+    generator::generate(scenario, commands, seed)
+}
+
+/// Commands that lay a standing book of `resting_orders` `gtc` limit orders
+/// around [`MID_START_TICKS`], shaped like a warm-up (the power-law distance
+/// from the mid; none crosses). `seq`/`order_id` run from 1. For
+/// micro-benchmarks that need a realistic book to work against.
+pub fn standing_book(resting_orders: usize, seed: u64) -> Vec<Command> {
+    generator::standing_book(resting_orders, seed)
+}
+
+#[cfg(test)]
+mod tests;
