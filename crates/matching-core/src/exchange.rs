@@ -5,7 +5,7 @@
 use rustc_hash::FxHashMap;
 
 use crate::book::{Book, TakeOutcome, Taker};
-use crate::levels::{PriceLevels, SortedVecLevels};
+use crate::levels::{LadderLevels, PriceLevels};
 use crate::orders::{NIL, Orders, Slot};
 use crate::types::*;
 
@@ -43,7 +43,7 @@ impl Default for Config {
 /// The order books of many symbols. Generic over the level structure
 /// (see [`crate::levels`]); the default is the measured winner.
 #[derive(Clone)]
-pub struct Exchange<L: PriceLevels = SortedVecLevels> {
+pub struct Exchange<L: PriceLevels = LadderLevels> {
     pub(crate) config: Config,
     pub(crate) orders: Orders,
     pub(crate) books: Vec<Book<L>>,

@@ -138,6 +138,242 @@ impl PriceLevels for SortedVecLevels {
     }
 }
 
+/// A price ladder: a window of [`LadderLevels::WINDOW`] consecutive keys held
+/// in a direct-indexed array with an occupancy bitmap, and every key below
+/// the window in a [`SortedVecLevels`].
+///
+/// Finding a level near the touch is an array index, the best level is two
+/// leading-zero counts, and a level that appears or empties costs a bit flip,
+/// with no search and no memmove. The window follows the touch: it holds the
+/// best key (with [`LadderLevels::HEADROOM`] keys of room above it for
+/// better prices), and moves when a better key arrives above it, when it
+/// empties, or when the best falls into its bottom quarter. Keys it leaves
+/// behind go to the sorted vector, which only ever holds keys below the
+/// window, so moving is a push or pop at the vector's end.
+#[derive(Clone, Debug)]
+pub struct LadderLevels {
+    /// `cells[k - base]` is the level of key `k` for keys in the window, or
+    /// `NIL`. Empty until the first use (or `reserve`).
+    cells: Vec<u32>,
+    base: u64,
+    /// Bit `i % 64` of `words[i / 64]` is set when `cells[i]` holds a level.
+    words: [u64; LadderLevels::WORDS],
+    /// Bit `w` is set when `words[w]` is not zero.
+    summary: u64,
+    in_window: usize,
+    /// Invariant: every key here is below `base`, and no key is above the window.
+    below: SortedVecLevels,
+}
+
+const NIL_LEVEL: u32 = u32::MAX;
+
+impl Default for LadderLevels {
+    fn default() -> Self {
+        LadderLevels {
+            cells: Vec::new(),
+            base: 0,
+            words: [0; LadderLevels::WORDS],
+            summary: 0,
+            in_window: 0,
+            below: SortedVecLevels::default(),
+        }
+    }
+}
+
+impl LadderLevels {
+    /// Keys in the window (ticks of price).
+    pub const WINDOW: u64 = 1024;
+    const WORDS: usize = (Self::WINDOW / 64) as usize;
+    /// Room kept above the best key when the window moves.
+    pub const HEADROOM: u64 = Self::WINDOW / 8;
+
+    #[inline]
+    fn offset(&self, key: u64) -> Option<usize> {
+        let offset = key.checked_sub(self.base)?;
+        (offset < Self::WINDOW).then_some(offset as usize)
+    }
+
+    /// Offset of the best (highest) key in the window.
+    #[inline]
+    fn top_offset(&self) -> Option<usize> {
+        if self.summary == 0 {
+            return None;
+        }
+        let w = 63 - self.summary.leading_zeros() as usize;
+        Some(w * 64 + 63 - self.words[w].leading_zeros() as usize)
+    }
+
+    #[inline]
+    fn set(&mut self, offset: usize, level: u32) {
+        if self.cells.is_empty() {
+            self.cells = vec![NIL_LEVEL; Self::WINDOW as usize];
+        }
+        debug_assert_eq!(self.cells[offset], NIL_LEVEL);
+        self.cells[offset] = level;
+        self.words[offset / 64] |= 1 << (offset % 64);
+        self.summary |= 1 << (offset / 64);
+        self.in_window += 1;
+    }
+
+    #[inline]
+    fn clear(&mut self, offset: usize) -> u32 {
+        let level = std::mem::replace(&mut self.cells[offset], NIL_LEVEL);
+        debug_assert_ne!(level, NIL_LEVEL);
+        let w = offset / 64;
+        self.words[w] &= !(1 << (offset % 64));
+        if self.words[w] == 0 {
+            self.summary &= !(1 << w);
+        }
+        self.in_window -= 1;
+        level
+    }
+
+    /// Moves the window so that `top` (the greatest key there is, or about
+    /// to be) sits `HEADROOM` below the window's end.
+    #[cold]
+    fn recenter(&mut self, top: u64) {
+        // Everything in the window is above everything below it: in
+        // ascending order, the window's levels go onto the vector's end.
+        let mut offset = 0;
+        while self.in_window > 0 {
+            let w = offset / 64;
+            let bits = self.words[w] >> (offset % 64);
+            if bits == 0 {
+                offset = (w + 1) * 64;
+                continue;
+            }
+            offset += bits.trailing_zeros() as usize;
+            let level = self.clear(offset);
+            self.below.keys.push(self.base + offset as u64);
+            self.below.levels.push(level);
+            offset += 1;
+        }
+        self.base = top.saturating_sub(Self::WINDOW - Self::HEADROOM - 1);
+        // And back: the vector's greatest keys that the new window covers.
+        while let Some(&key) = self.below.keys.last() {
+            if key < self.base {
+                break;
+            }
+            debug_assert!(key - self.base < Self::WINDOW, "Invariant: no key above the window");
+            self.below.keys.pop();
+            let Some(level) = self.below.levels.pop() else { break };
+            self.set((key - self.base) as usize, level);
+        }
+    }
+
+    /// After a removal: keep the best level in the window, and not near its bottom.
+    #[inline]
+    fn settle(&mut self) {
+        match self.top_offset() {
+            Some(top) if top as u64 >= Self::WINDOW / 4 => {}
+            Some(top) => self.recenter(self.base + top as u64),
+            None => {
+                if let Some((key, _)) = self.below.best() {
+                    self.recenter(key);
+                }
+            }
+        }
+    }
+}
+
+impl PriceLevels for LadderLevels {
+    const NAME: &'static str = "ladder";
+
+    #[inline]
+    fn best(&self) -> Option<(u64, u32)> {
+        match self.top_offset() {
+            Some(offset) => Some((self.base + offset as u64, self.cells[offset])),
+            None => self.below.best(),
+        }
+    }
+
+    #[inline]
+    fn get(&self, key: u64) -> Option<u32> {
+        match self.offset(key) {
+            Some(offset) if !self.cells.is_empty() => {
+                let level = self.cells[offset];
+                (level != NIL_LEVEL).then_some(level)
+            }
+            Some(_) => None,
+            None if key < self.base => self.below.get(key),
+            None => None,
+        }
+    }
+
+    #[inline]
+    fn get_or_insert_with(&mut self, key: u64, make: impl FnOnce() -> u32) -> u32 {
+        if let Some(offset) = self.offset(key) {
+            if let Some(level) = self.cells.get(offset).copied().filter(|&l| l != NIL_LEVEL) {
+                return level;
+            }
+            let level = make();
+            self.set(offset, level);
+            return level;
+        }
+        if key < self.base && self.in_window > 0 {
+            return self.below.get_or_insert_with(key, make);
+        }
+        // Above the window (a new best), or the window is empty: move it here.
+        if let Some(level) = self.below.get(key) {
+            return level;
+        }
+        let top = self.below.best().map_or(key, |(best, _)| best.max(key));
+        self.recenter(top);
+        let level = make();
+        match self.offset(key) {
+            Some(offset) => self.set(offset, level),
+            None => {
+                self.below.get_or_insert_with(key, || level);
+            }
+        }
+        level
+    }
+
+    #[inline]
+    fn remove(&mut self, key: u64) -> Option<u32> {
+        let level = match self.offset(key) {
+            Some(offset) if self.cells.get(offset).is_some_and(|&l| l != NIL_LEVEL) => self.clear(offset),
+            Some(_) => return None,
+            None => return self.below.remove(key),
+        };
+        self.settle();
+        Some(level)
+    }
+
+    #[inline]
+    fn remove_best(&mut self) -> Option<u32> {
+        let level = match self.top_offset() {
+            Some(offset) => self.clear(offset),
+            None => return self.below.remove_best(),
+        };
+        self.settle();
+        Some(level)
+    }
+
+    fn len(&self) -> usize {
+        self.in_window + self.below.len()
+    }
+
+    fn iter_best_first(&self) -> impl Iterator<Item = (u64, u32)> + '_ {
+        let mut words = self.words;
+        let window = std::iter::from_fn(move || {
+            let w = words.iter().rposition(|&bits| bits != 0)?;
+            let bit = 63 - words[w].leading_zeros() as usize;
+            words[w] &= !(1 << bit);
+            let offset = w * 64 + bit;
+            Some((self.base + offset as u64, self.cells[offset]))
+        });
+        window.chain(self.below.iter_best_first())
+    }
+
+    fn reserve(&mut self, additional: usize) {
+        if self.cells.is_empty() {
+            self.cells = vec![NIL_LEVEL; Self::WINDOW as usize];
+        }
+        self.below.reserve(additional);
+    }
+}
+
 /// The textbook choice: a B-tree from key to level. O(log n) everywhere,
 /// but every new level may allocate a node.
 #[derive(Clone, Default, Debug)]
@@ -188,41 +424,62 @@ impl PriceLevels for BTreeLevels {
 mod tests {
     use super::*;
 
+    /// Random inserts and removes against a `BTreeMap` model, with keys
+    /// around a centre that drifts, jumps now and then by more than a ladder
+    /// window, and occasionally far keys at both ends of the range.
     fn exercise<L: PriceLevels>() {
         let mut side = L::default();
         let mut next = 0u32;
         let mut model = BTreeMap::new();
-        // A deterministic pseudo-random sequence of inserts and removes.
         let mut x: u64 = 0x9E37_79B9_7F4A_7C15;
-        for _ in 0..20_000 {
+        let mut centre: u64 = 100_000;
+        for step in 0..60_000u64 {
             x ^= x << 13;
             x ^= x >> 7;
             x ^= x << 17;
-            let key = 1000 + (x % 64);
-            match x % 5 {
+            match x % 1000 {
+                0 => centre = centre.saturating_add(5_000),
+                1 => centre = centre.saturating_sub(5_000),
+                _ if x.is_multiple_of(3) => centre = centre.saturating_add(x % 7).saturating_sub(3),
+                _ => {}
+            }
+            let spread = [1, 4, 16, 64, 1500][((x >> 12) % 5) as usize];
+            let key = match (x >> 20) % 200 {
+                0 => x % 50,
+                1 => u64::MAX - x % 50,
+                _ => centre.saturating_add((x >> 24) % spread).saturating_sub(spread / 2),
+            };
+            match (x >> 32) % 6 {
                 0..=2 => {
                     let got = side.get_or_insert_with(key, || {
                         next += 1;
                         next
                     });
                     let want = *model.entry(key).or_insert(next);
-                    assert_eq!(got, want);
+                    assert_eq!(got, want, "step {step}: insert {key}");
                 }
-                3 => assert_eq!(side.remove(key), model.remove(&key)),
-                _ => assert_eq!(side.remove_best(), model.pop_last().map(|(_, v)| v)),
+                3 | 4 => assert_eq!(side.remove(key), model.remove(&key), "step {step}: remove {key}"),
+                _ => assert_eq!(side.remove_best(), model.pop_last().map(|(_, v)| v), "step {step}: remove best"),
             }
-            assert_eq!(side.best(), model.last_key_value().map(|(&k, &v)| (k, v)));
-            assert_eq!(side.get(key), model.get(&key).copied());
+            assert_eq!(side.best(), model.last_key_value().map(|(&k, &v)| (k, v)), "step {step}");
+            assert_eq!(side.get(key), model.get(&key).copied(), "step {step}: get {key}");
             assert_eq!(side.len(), model.len());
+            if step.is_multiple_of(499) {
+                let all: Vec<_> = side.iter_best_first().collect();
+                let want: Vec<_> = model.iter().rev().map(|(&k, &v)| (k, v)).collect();
+                assert_eq!(all, want, "step {step}");
+            }
         }
-        let all: Vec<_> = side.iter_best_first().collect();
-        let want: Vec<_> = model.iter().rev().map(|(&k, &v)| (k, v)).collect();
-        assert_eq!(all, want);
     }
 
     #[test]
     fn sorted_vec_matches_a_btree_model() {
         exercise::<SortedVecLevels>();
+    }
+
+    #[test]
+    fn ladder_matches_a_btree_model() {
+        exercise::<LadderLevels>();
     }
 
     #[test]

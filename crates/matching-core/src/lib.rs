@@ -33,6 +33,11 @@ mod snapshot;
 mod types;
 
 pub use exchange::{BookView, Config, Exchange};
-pub use levels::{BTreeLevels, PriceLevels, SortedVecLevels};
+pub use levels::{BTreeLevels, LadderLevels, PriceLevels, SortedVecLevels};
 pub use snapshot::StateError;
 pub use types::*;
+
+/// The README's examples, compiled and run as doctests.
+#[doc = include_str!("../../../README.md")]
+#[cfg(doctest)]
+pub struct ReadmeDoctests;

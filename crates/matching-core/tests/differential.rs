@@ -39,8 +39,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 
 use common::reference::Reference;
 use matching_core::{
-    Action, BTreeLevels, CancelReason, Command, Config, Event, EventKind, Exchange, NewOrder, OrderId, OrderType,
-    PriceLevels, RestingOrder, Side, SortedVecLevels, StateError, Stp, Symbol, Tif, VALUE_MAX,
+    Action, BTreeLevels, CancelReason, Command, Config, Event, EventKind, Exchange, LadderLevels, NewOrder, OrderId,
+    OrderType, PriceLevels, RestingOrder, Side, SortedVecLevels, StateError, Stp, Symbol, Tif, VALUE_MAX,
 };
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -268,6 +268,7 @@ fn op() -> impl Strategy<Value = Op> {
 enum AnyExchange {
     SortedVec(Exchange<SortedVecLevels>),
     BTree(Exchange<BTreeLevels>),
+    Ladder(Exchange<LadderLevels>),
 }
 
 /// Runs `$body` with `$e` bound to the exchange whatever its level structure.
@@ -276,6 +277,7 @@ macro_rules! with_exchange {
         match $core {
             AnyExchange::SortedVec($e) => $body,
             AnyExchange::BTree($e) => $body,
+            AnyExchange::Ladder($e) => $body,
         }
     };
 }
@@ -377,6 +379,9 @@ fn decode_like(like: &AnyExchange, config: &Config, bytes: &[u8]) -> Result<Resu
             Exchange::<SortedVecLevels>::decode_state(config.clone(), bytes).map(AnyExchange::SortedVec)
         }
         AnyExchange::BTree(_) => Exchange::<BTreeLevels>::decode_state(config.clone(), bytes).map(AnyExchange::BTree),
+        AnyExchange::Ladder(_) => {
+            Exchange::<LadderLevels>::decode_state(config.clone(), bytes).map(AnyExchange::Ladder)
+        }
     }));
     decoded.map_err(|panic| {
         let message =
@@ -496,8 +501,11 @@ const ORIGINAL_CORES: usize = 2;
 struct Harness {
     config: Config,
     symbols: Vec<Symbol>,
-    /// Band prices run from `BAND_LOW` to `BAND_LOW + band_width`.
+    /// Band prices run from `BAND_LOW` to `BAND_LOW + band_width`, times `tick`.
     band_width: u64,
+    /// A multiplier of band prices: 1, or large enough that a wide band
+    /// spans more than a ladder window (so the ladder's window moves).
+    tick: u64,
     reference: Reference,
     cores: Vec<Core>,
     /// Ids of every order accepted so far, in order.
@@ -507,16 +515,18 @@ struct Harness {
 }
 
 impl Harness {
-    fn new(config: Config, symbols: Vec<Symbol>, band_width: u64) -> Harness {
+    fn new(config: Config, symbols: Vec<Symbol>, band_width: u64, tick: u64) -> Harness {
         let cores = vec![
             Core::new("core<sorted-vec>", AnyExchange::SortedVec(Exchange::new(config.clone()))),
             Core::new("core<btree>", AnyExchange::BTree(Exchange::new(config.clone()))),
+            Core::new("core<ladder>", AnyExchange::Ladder(Exchange::new(config.clone()))),
         ];
         Harness {
             reference: Reference::new(&config),
             config,
             symbols,
             band_width,
+            tick,
             cores,
             accepted: Vec::new(),
             log: Vec::new(),
@@ -542,9 +552,11 @@ impl Harness {
     fn price(&self, side: Option<Side>, price: PriceGen) -> u64 {
         let skew = if self.band_width > 10 { self.band_width / 3 } else { 0 };
         match (price, side) {
-            (PriceGen::Band(offset), Some(Side::Buy)) => BAND_LOW + offset % (self.band_width + 1) - skew,
-            (PriceGen::Band(offset), Some(Side::Sell)) => BAND_LOW + offset % (self.band_width + 1) + skew,
-            (PriceGen::Band(offset), None) => BAND_LOW + offset % (self.band_width + 1),
+            (PriceGen::Band(offset), Some(Side::Buy)) => (BAND_LOW + offset % (self.band_width + 1) - skew) * self.tick,
+            (PriceGen::Band(offset), Some(Side::Sell)) => {
+                (BAND_LOW + offset % (self.band_width + 1) + skew) * self.tick
+            }
+            (PriceGen::Band(offset), None) => (BAND_LOW + offset % (self.band_width + 1)) * self.tick,
             (PriceGen::Raw(price), _) => price,
         }
     }
@@ -764,6 +776,7 @@ struct Case {
     config: Config,
     symbol_count: usize,
     band_width: u64,
+    tick: u64,
     /// Each operation, and whether to take and restore a snapshot before it.
     ops: Vec<(Op, bool)>,
 }
@@ -782,11 +795,13 @@ fn case(
     snapshot: f64,
 ) -> impl Strategy<Value = Case> {
     let band_width = prop_oneof![3 => Just(10u64), 1 => Just(BAND_OFFSET_MAX)];
+    let tick = prop_oneof![3 => Just(1u64), 1 => Just(97u64)];
     let ops = vec((op(), prop::bool::weighted(snapshot)), 0..ops_max);
-    (config, 1..=symbols_max, band_width, ops).prop_map(|(config, symbol_count, band_width, ops)| Case {
+    (config, 1..=symbols_max, band_width, tick, ops).prop_map(|(config, symbol_count, band_width, tick, ops)| Case {
         config,
         symbol_count,
         band_width,
+        tick,
         ops,
     })
 }
@@ -820,7 +835,7 @@ fn tight_config() -> impl Strategy<Value = Config> {
 /// before every operation flagged for one (and at the end when
 /// `final_snapshot`).
 fn run_case(case: &Case, coverage: &RefCell<Coverage>, final_snapshot: bool) -> Result<Harness, TestCaseError> {
-    let mut harness = Harness::new(case.config.clone(), symbols_of(case), case.band_width);
+    let mut harness = Harness::new(case.config.clone(), symbols_of(case), case.band_width, case.tick);
     let mut coverage = coverage.borrow_mut();
     for (op, snapshot) in &case.ops {
         if *snapshot {

@@ -15,8 +15,8 @@ use matching_core::OrderType::{Limit, Market};
 use matching_core::Side::{Buy, Sell};
 use matching_core::Tif::{Fok, Gtc, Ioc};
 use matching_core::{
-    Action, BTreeLevels, CancelReason, Command, Config, Event, EventKind, Exchange, NewOrder, OrderId, OrderType,
-    PriceLevels, Qty, RejectReason, Seq, Side, SortedVecLevels, Stp, Symbol, Tif, Trade, UserId,
+    Action, BTreeLevels, CancelReason, Command, Config, Event, EventKind, Exchange, LadderLevels, NewOrder, OrderId,
+    OrderType, PriceLevels, Qty, RejectReason, Seq, Side, SortedVecLevels, Stp, Symbol, Tif, Trade, UserId,
 };
 
 /// One conformance vector: commands, expected events, expected final book
@@ -190,6 +190,7 @@ fn check(v: Vector) {
     check_reference(&v);
     check_core::<SortedVecLevels>(&v);
     check_core::<BTreeLevels>(&v);
+    check_core::<LadderLevels>(&v);
 }
 
 #[test]

@@ -20,7 +20,8 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, anyhow, bail, ensure};
 use hdrhistogram::Histogram;
 use matching_core::{
-    BTreeLevels, Config, DiscardEvents, Event, EventKind, EventSink, Exchange, PriceLevels, SortedVecLevels,
+    BTreeLevels, Config, DiscardEvents, Event, EventKind, EventSink, Exchange, LadderLevels, PriceLevels,
+    SortedVecLevels,
 };
 use matching_workload::{Flow, Scenario, generate};
 
@@ -35,10 +36,12 @@ pub enum ScenarioChoice {
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum LevelsChoice {
-    /// `SortedVecLevels`, the default structure.
+    /// `SortedVecLevels`.
     SortedVec,
     /// `BTreeLevels`.
     Btree,
+    /// `LadderLevels`, the default structure.
+    Ladder,
     /// Every structure, on the same flows.
     All,
 }
@@ -58,7 +61,7 @@ pub struct Args {
     #[arg(long, default_value_t = 42)]
     seed: u64,
     /// Price-level structure(s) to measure.
-    #[arg(long, value_enum, default_value_t = LevelsChoice::SortedVec)]
+    #[arg(long, value_enum, default_value_t = LevelsChoice::Ladder)]
     levels: LevelsChoice,
     /// Machine-readable output: one JSON object per line.
     #[arg(long)]
@@ -83,7 +86,8 @@ impl Args {
         match self.levels {
             LevelsChoice::SortedVec => vec![Levels::SortedVec],
             LevelsChoice::Btree => vec![Levels::BTree],
-            LevelsChoice::All => vec![Levels::SortedVec, Levels::BTree],
+            LevelsChoice::Ladder => vec![Levels::Ladder],
+            LevelsChoice::All => vec![Levels::SortedVec, Levels::BTree, Levels::Ladder],
         }
     }
 
@@ -99,6 +103,7 @@ impl Args {
         let levels = match self.levels {
             LevelsChoice::SortedVec => "sorted-vec",
             LevelsChoice::Btree => "btree",
+            LevelsChoice::Ladder => "ladder",
             LevelsChoice::All => "all",
         };
         let mut line = format!(
@@ -119,6 +124,7 @@ impl Args {
 enum Levels {
     SortedVec,
     BTree,
+    Ladder,
 }
 
 impl Levels {
@@ -126,6 +132,7 @@ impl Levels {
         match self {
             Levels::SortedVec => SortedVecLevels::NAME,
             Levels::BTree => BTreeLevels::NAME,
+            Levels::Ladder => LadderLevels::NAME,
         }
     }
 }
@@ -413,6 +420,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             let row = match levels {
                 Levels::SortedVec => measure::<SortedVecLevels>(&flow, &config, &args, levels, &mut expected),
                 Levels::BTree => measure::<BTreeLevels>(&flow, &config, &args, levels, &mut expected),
+                Levels::Ladder => measure::<LadderLevels>(&flow, &config, &args, levels, &mut expected),
             }
             .with_context(|| format!("scenario {scenario}"))?;
             rows.push(row);

@@ -2,12 +2,14 @@
 //!
 //! - `replay`: runs a file of JSON-line commands through the core (SPEC.md).
 //! - `bench`: measures the core on generated, realistic order flow.
+//! - `generate`: writes such a flow as JSON lines, for `replay`.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod generate;
 mod replay;
 
 #[derive(Parser)]
@@ -23,6 +25,8 @@ enum Command {
     Replay(replay::Args),
     /// Measure the order-book core on generated order flow.
     Bench(bench::Args),
+    /// Write generated order flow as JSON-line commands (stdout).
+    Generate(generate::Args),
 }
 
 fn main() -> ExitCode {
@@ -30,6 +34,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Replay(args) => replay::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::Generate(args) => generate::run(args),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -421,6 +421,49 @@ pub fn write_event(out: &mut Vec<u8>, event: &Event) {
     out.extend_from_slice(b"}\n");
 }
 
+/// Appends one command as a SPEC JSON line (with its newline). A new order's
+/// id is not written: in `replay` it is the line's `seq`. Defaults are
+/// written out, so the line does not depend on them.
+pub fn write_command(out: &mut Vec<u8>, action: &Action) {
+    match *action {
+        Action::New(ref o) => {
+            out.extend_from_slice(b"{\"op\":\"new\"");
+            field_u64(out, "user", o.user);
+            field_str(out, "symbol", o.symbol.as_str());
+            field_str(out, "side", o.side.as_str());
+            field_str(out, "type", o.order_type.as_str());
+            if let Some(price) = o.price {
+                field_u64(out, "price", price);
+            }
+            field_u64(out, "qty", o.qty);
+            field_str(out, "tif", o.tif.as_str());
+            if o.post_only {
+                out.extend_from_slice(b",\"post_only\":true");
+            }
+            if o.stp != Stp::None {
+                field_str(out, "stp", o.stp.as_str());
+            }
+        }
+        Action::Cancel { user, order_id } => {
+            out.extend_from_slice(b"{\"op\":\"cancel\"");
+            field_u64(out, "user", user);
+            field_u64(out, "order_id", order_id);
+        }
+        Action::Modify { user, order_id, price, qty } => {
+            out.extend_from_slice(b"{\"op\":\"modify\"");
+            field_u64(out, "user", user);
+            field_u64(out, "order_id", order_id);
+            if let Some(price) = price {
+                field_u64(out, "price", price);
+            }
+            if let Some(qty) = qty {
+                field_u64(out, "qty", qty);
+            }
+        }
+    }
+    out.extend_from_slice(b"}\n");
+}
+
 /// Appends the `rejected` event of a line the parser refused.
 pub fn write_parse_reject(out: &mut Vec<u8>, seq: Seq, reject: &ParseReject) {
     head(out, seq, "rejected");
@@ -548,6 +591,25 @@ mod tests {
             panic!()
         };
         assert_eq!(order.symbol.as_str(), "BTC");
+    }
+
+    #[test]
+    fn written_commands_parse_back_to_themselves() {
+        let x = Symbol::new("X.Y").unwrap();
+        let actions = [
+            Action::New(NewOrder::limit(7, 1, x, Side::Buy, 10, 5)),
+            Action::New(NewOrder::limit(7, 0, x, Side::Sell, 10, 5).with_post_only(true).with_stp(Stp::CancelBoth)),
+            Action::New(NewOrder::market(7, 3, x, Side::Sell, 2).with_tif(Tif::Fok)),
+            Action::Cancel { user: 4, order_id: 99 },
+            Action::Modify { user: 4, order_id: 99, price: None, qty: Some(3) },
+            Action::Modify { user: 4, order_id: 99, price: Some(11), qty: Some(VALUE_MAX) },
+        ];
+        for action in actions {
+            let mut line = Vec::new();
+            write_command(&mut line, &action);
+            assert_eq!(line.pop(), Some(b'\n'));
+            assert_eq!(parse_command(&line, 7), Ok(action), "{}", String::from_utf8_lossy(&line));
+        }
     }
 
     #[test]

@@ -29,8 +29,8 @@ use std::time::{Duration, Instant};
 use criterion::measurement::WallTime;
 use criterion::{BatchSize, BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use matching_core::{
-    Action, BTreeLevels, Command, Config, Event, EventSink, Exchange, NewOrder, PriceLevels, RestingOrder, Side,
-    SortedVecLevels, Tif,
+    Action, BTreeLevels, Command, Config, Event, EventSink, Exchange, LadderLevels, NewOrder, PriceLevels,
+    RestingOrder, Side, SortedVecLevels, Tif,
 };
 use matching_workload::{MID_START_TICKS, Scenario, generate, standing_book, symbol};
 
@@ -266,30 +266,35 @@ fn benches(c: &mut Criterion) {
     let book = standing_book(BOOK_ORDERS, SEED);
     let sorted_vec = exchange_of::<SortedVecLevels>(&book);
     let btree = exchange_of::<BTreeLevels>(&book);
+    let ladder = exchange_of::<LadderLevels>(&book);
     assert_eq!(sorted_vec.order_count(), BOOK_ORDERS);
 
     let mut group = c.benchmark_group("add_resting_10k");
     group.throughput(Throughput::Elements(1));
     add_resting(&mut group, &sorted_vec);
     add_resting(&mut group, &btree);
+    add_resting(&mut group, &ladder);
     group.finish();
 
     let mut group = c.benchmark_group("cancel_10k");
     group.throughput(Throughput::Elements(1));
     cancel_resting(&mut group, &sorted_vec);
     cancel_resting(&mut group, &btree);
+    cancel_resting(&mut group, &ladder);
     group.finish();
 
     let mut group = c.benchmark_group("modify_in_place_10k");
     group.throughput(Throughput::Elements(1));
     modify_in_place(&mut group, &sorted_vec);
     modify_in_place(&mut group, &btree);
+    modify_in_place(&mut group, &ladder);
     group.finish();
 
     let mut group = c.benchmark_group("modify_reprice_10k");
     group.throughput(Throughput::Elements(1));
     modify_reprice(&mut group, &sorted_vec);
     modify_reprice(&mut group, &btree);
+    modify_reprice(&mut group, &ladder);
     group.finish();
 
     let gapped = gapped_book();
@@ -297,6 +302,7 @@ fn benches(c: &mut Criterion) {
     group.throughput(Throughput::Elements(1));
     sweep::<SortedVecLevels>(&mut group, &gapped);
     sweep::<BTreeLevels>(&mut group, &gapped);
+    sweep::<LadderLevels>(&mut group, &gapped);
     group.finish();
 
     let flow = generate(Scenario::Normal, FLOW_CHUNK, SEED);
@@ -305,6 +311,7 @@ fn benches(c: &mut Criterion) {
     group.sample_size(30);
     normal_flow::<SortedVecLevels>(&mut group, &flow.warmup, &flow.commands);
     normal_flow::<BTreeLevels>(&mut group, &flow.warmup, &flow.commands);
+    normal_flow::<LadderLevels>(&mut group, &flow.warmup, &flow.commands);
     group.finish();
 }
 

@@ -55,7 +55,6 @@ use matching_core::{
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
 
-use crate::math;
 use crate::{Flow, FlowStats, MID_START_TICKS, Scenario};
 
 /// Share of new orders that are market orders.
@@ -180,7 +179,7 @@ impl PowerLaw {
         let cumulative = (1..=max)
             .map(|d| {
                 // Scaled so the weight of 1 is 2^40: integers from here on.
-                let weight = (math::exp(-exponent * math::ln(d as f64)) * (1u64 << 40) as f64).round() as u64;
+                let weight = (libm::exp(-exponent * libm::log(d as f64)) * (1u64 << 40) as f64).round() as u64;
                 total += weight.max(1);
                 total
             })
@@ -334,7 +333,7 @@ impl Generator {
     fn exponential(&mut self, mean: f64) -> u64 {
         // 1 - [0, 1) is (0, 1]: ln is finite.
         let u = 1.0 - self.uniform();
-        ((-mean * math::ln(u)).ceil() as u64).max(1)
+        ((-mean * libm::log(u)).ceil() as u64).max(1)
     }
 
     /// A `gtc` price `d` ticks from the mid on `side`'s own side (plus the

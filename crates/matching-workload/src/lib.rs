@@ -23,11 +23,12 @@
 //!
 //! Determinism: the random stream is [`rand::rngs::Xoshiro256PlusPlus`]
 //! seeded with [`rand::SeedableRng::seed_from_u64`] (a named algorithm, not
-//! `StdRng`, which may change between rand versions), and the only
-//! transcendental functions are our own (`math.rs`: `ln` and `exp` from
-//! `+ - * /` alone, not the platform's libm), so a seed gives the same flow on
-//! every machine, for as long as rand's sampling stays value-stable (rand
-//! changes values only between 0.x series; this crate is on 0.10).
+//! `StdRng`, which may change between rand versions), and the transcendental
+//! functions come from the `libm` crate (a pure-Rust port of musl's libm, not
+//! the platform's maths library, whose last bit may differ), so a seed gives
+//! the same flow on every machine, for as long as rand's sampling stays
+//! value-stable (rand changes values only between 0.x series; this crate is
+//! on 0.10).
 //!
 //! [`Exchange`]: matching_core::Exchange
 
@@ -37,7 +38,6 @@ use std::str::FromStr;
 use matching_core::{Command, Symbol};
 
 mod generator;
-mod math;
 
 /// The symbol every generated command trades.
 pub const SYMBOL: &str = "BENCH";

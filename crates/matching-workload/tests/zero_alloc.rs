@@ -9,7 +9,9 @@
 use std::alloc::{GlobalAlloc, Layout, System};
 use std::cell::Cell;
 
-use matching_core::{BTreeLevels, Config, DiscardEvents, Event, EventKind, Exchange, PriceLevels, SortedVecLevels};
+use matching_core::{
+    BTreeLevels, Config, DiscardEvents, Event, EventKind, Exchange, LadderLevels, PriceLevels, SortedVecLevels,
+};
 use matching_workload::{Scenario, generate};
 
 struct CountingAllocator;
@@ -84,10 +86,17 @@ fn steady_state_matching_allocates_nothing() {
     let seed = 7;
     eprintln!("seed = {seed}");
     for scenario in Scenario::ALL {
-        let (allocated, trades) = steady_state_allocations::<SortedVecLevels>(scenario, seed);
-        assert_eq!(allocated, 0, "{scenario}: {allocated} allocations over 100,000 steady-state commands");
-        // The measured half really matched: orders rested, traded and left.
-        assert!(trades > 1000, "{scenario}: only {trades} trades");
+        for (levels, (allocated, trades)) in [
+            (LadderLevels::NAME, steady_state_allocations::<LadderLevels>(scenario, seed)),
+            (SortedVecLevels::NAME, steady_state_allocations::<SortedVecLevels>(scenario, seed)),
+        ] {
+            assert_eq!(
+                allocated, 0,
+                "{scenario}, {levels}: {allocated} allocations over 100,000 steady-state commands"
+            );
+            // The measured half really matched: orders rested, traded and left.
+            assert!(trades > 1000, "{scenario}, {levels}: only {trades} trades");
+        }
     }
 }
 
