@@ -327,37 +327,16 @@ impl<L: PriceLevels> Book<L> {
                 let next = maker.next;
                 if maker.user == taker.user && taker.stp != Stp::None {
                     if taker.stp == Stp::CancelTaker {
-                        sink.event(&Event {
-                            seq,
-                            kind: EventKind::Cancelled {
-                                order_id: taker.order_id,
-                                reason: CancelReason::Stp,
-                                remaining: *remaining,
-                            },
-                        });
+                        sink.event(&Event::cancelled(seq, taker.order_id, CancelReason::Stp, *remaining));
                         return TakeOutcome::TakerCancelled;
                     }
                     // cancel_maker and cancel_both: the maker goes first.
-                    sink.event(&Event {
-                        seq,
-                        kind: EventKind::Cancelled {
-                            order_id: maker.id,
-                            reason: CancelReason::Stp,
-                            remaining: maker.remaining,
-                        },
-                    });
+                    sink.event(&Event::cancelled(seq, maker.id, CancelReason::Stp, maker.remaining));
                     self.unlink(orders, oi);
                     orders.release(oi);
                     if taker.stp == Stp::CancelBoth {
                         self.drop_best_if_empty(maker_side, li);
-                        sink.event(&Event {
-                            seq,
-                            kind: EventKind::Cancelled {
-                                order_id: taker.order_id,
-                                reason: CancelReason::Stp,
-                                remaining: *remaining,
-                            },
-                        });
+                        sink.event(&Event::cancelled(seq, taker.order_id, CancelReason::Stp, *remaining));
                         return TakeOutcome::TakerCancelled;
                     }
                     oi = next;

@@ -177,7 +177,7 @@ impl<L: PriceLevels> Exchange<L> {
             Ok(Some(book_ix)) => book_ix,
             Ok(None) => self.create_book(order.symbol),
             Err(reason) => {
-                sink.event(&Event { seq, kind: EventKind::Rejected { reason, order_id: None } });
+                sink.event(&Event::rejected(seq, reason, None));
                 return;
             }
         };
@@ -199,10 +199,7 @@ impl<L: PriceLevels> Exchange<L> {
             Taker { order_id: order.order_id, user: order.user, side: order.side, limit: order.price, stp: order.stp };
         let mut remaining = order.qty;
         if order.tif == Tif::Fok && !book.can_fill(&self.orders, &taker, remaining) {
-            sink.event(&Event {
-                seq,
-                kind: EventKind::Cancelled { order_id: order.order_id, reason: CancelReason::Fok, remaining },
-            });
+            sink.event(&Event::cancelled(seq, order.order_id, CancelReason::Fok, remaining));
             return;
         }
         if book.take(&mut self.orders, seq, &taker, &mut remaining, sink) == TakeOutcome::TakerCancelled
@@ -234,10 +231,7 @@ impl<L: PriceLevels> Exchange<L> {
             }
             (tif, _) => {
                 debug_assert!(tif != Tif::Fok, "Invariant: a feasible fok order fills completely");
-                sink.event(&Event {
-                    seq,
-                    kind: EventKind::Cancelled { order_id: order.order_id, reason: CancelReason::Ioc, remaining },
-                });
+                sink.event(&Event::cancelled(seq, order.order_id, CancelReason::Ioc, remaining));
             }
         }
     }
@@ -249,7 +243,7 @@ impl<L: PriceLevels> Exchange<L> {
     }
 
     fn cancel<S: EventSink + ?Sized>(&mut self, seq: Seq, user: UserId, order_id: OrderId, sink: &mut S) {
-        let reject = |reason| Event { seq, kind: EventKind::Rejected { reason, order_id: Some(order_id) } };
+        let reject = |reason| Event::rejected(seq, reason, Some(order_id));
         if user > VALUE_MAX || !in_range(order_id) {
             return sink.event(&reject(RejectReason::Malformed));
         }
@@ -259,10 +253,7 @@ impl<L: PriceLevels> Exchange<L> {
         let slot = self.orders.slots[oi as usize];
         self.books[slot.book as usize].remove(&mut self.orders, oi);
         self.orders.free_slot(oi);
-        sink.event(&Event {
-            seq,
-            kind: EventKind::Cancelled { order_id, reason: CancelReason::User, remaining: slot.remaining },
-        });
+        sink.event(&Event::cancelled(seq, order_id, CancelReason::User, slot.remaining));
     }
 
     fn modify<S: EventSink + ?Sized>(
@@ -274,7 +265,7 @@ impl<L: PriceLevels> Exchange<L> {
         qty: Option<Qty>,
         sink: &mut S,
     ) {
-        let reject = |reason| Event { seq, kind: EventKind::Rejected { reason, order_id: Some(order_id) } };
+        let reject = |reason| Event::rejected(seq, reason, Some(order_id));
         if user > VALUE_MAX || !in_range(order_id) || (price.is_none() && qty.is_none()) {
             return sink.event(&reject(RejectReason::Malformed));
         }

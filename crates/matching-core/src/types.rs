@@ -344,6 +344,20 @@ pub struct Event {
     pub kind: EventKind,
 }
 
+impl Event {
+    /// A `cancelled` event.
+    #[inline]
+    pub fn cancelled(seq: Seq, order_id: OrderId, reason: CancelReason, remaining: Qty) -> Event {
+        Event { seq, kind: EventKind::Cancelled { order_id, reason, remaining } }
+    }
+
+    /// A `rejected` event.
+    #[inline]
+    pub fn rejected(seq: Seq, reason: RejectReason, order_id: Option<OrderId>) -> Event {
+        Event { seq, kind: EventKind::Rejected { reason, order_id } }
+    }
+}
+
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum EventKind {
     Accepted {

@@ -262,57 +262,44 @@ fn normal_flow<L: PriceLevels>(group: &mut BenchmarkGroup<'_, WallTime>, warmup:
     });
 }
 
+/// One benchmark group named `$name`, measuring `$body` once per level
+/// structure with `$levels` naming the structure.
+macro_rules! per_structure {
+    ($c:expr, $name:expr, $elements:expr, |$group:ident, $levels:ident| $body:expr) => {{
+        let mut $group = $c.benchmark_group($name);
+        $group.throughput(Throughput::Elements($elements));
+        {
+            type $levels = SortedVecLevels;
+            $body;
+        }
+        {
+            type $levels = BTreeLevels;
+            $body;
+        }
+        {
+            type $levels = LadderLevels;
+            $body;
+        }
+        $group.finish();
+    }};
+}
+
 fn benches(c: &mut Criterion) {
     let book = standing_book(BOOK_ORDERS, SEED);
-    let sorted_vec = exchange_of::<SortedVecLevels>(&book);
-    let btree = exchange_of::<BTreeLevels>(&book);
-    let ladder = exchange_of::<LadderLevels>(&book);
-    assert_eq!(sorted_vec.order_count(), BOOK_ORDERS);
-
-    let mut group = c.benchmark_group("add_resting_10k");
-    group.throughput(Throughput::Elements(1));
-    add_resting(&mut group, &sorted_vec);
-    add_resting(&mut group, &btree);
-    add_resting(&mut group, &ladder);
-    group.finish();
-
-    let mut group = c.benchmark_group("cancel_10k");
-    group.throughput(Throughput::Elements(1));
-    cancel_resting(&mut group, &sorted_vec);
-    cancel_resting(&mut group, &btree);
-    cancel_resting(&mut group, &ladder);
-    group.finish();
-
-    let mut group = c.benchmark_group("modify_in_place_10k");
-    group.throughput(Throughput::Elements(1));
-    modify_in_place(&mut group, &sorted_vec);
-    modify_in_place(&mut group, &btree);
-    modify_in_place(&mut group, &ladder);
-    group.finish();
-
-    let mut group = c.benchmark_group("modify_reprice_10k");
-    group.throughput(Throughput::Elements(1));
-    modify_reprice(&mut group, &sorted_vec);
-    modify_reprice(&mut group, &btree);
-    modify_reprice(&mut group, &ladder);
-    group.finish();
+    assert_eq!(exchange_of::<LadderLevels>(&book).order_count(), BOOK_ORDERS);
+    per_structure!(c, "add_resting_10k", 1, |group, L| add_resting(&mut group, &exchange_of::<L>(&book)));
+    per_structure!(c, "cancel_10k", 1, |group, L| cancel_resting(&mut group, &exchange_of::<L>(&book)));
+    per_structure!(c, "modify_in_place_10k", 1, |group, L| modify_in_place(&mut group, &exchange_of::<L>(&book)));
+    per_structure!(c, "modify_reprice_10k", 1, |group, L| modify_reprice(&mut group, &exchange_of::<L>(&book)));
 
     let gapped = gapped_book();
-    let mut group = c.benchmark_group("sweep_ioc_4_levels_10k");
-    group.throughput(Throughput::Elements(1));
-    sweep::<SortedVecLevels>(&mut group, &gapped);
-    sweep::<BTreeLevels>(&mut group, &gapped);
-    sweep::<LadderLevels>(&mut group, &gapped);
-    group.finish();
+    per_structure!(c, "sweep_ioc_4_levels_10k", 1, |group, L| sweep::<L>(&mut group, &gapped));
 
     let flow = generate(Scenario::Normal, FLOW_CHUNK, SEED);
-    let mut group = c.benchmark_group("normal_flow_10k");
-    group.throughput(Throughput::Elements(FLOW_CHUNK as u64));
-    group.sample_size(30);
-    normal_flow::<SortedVecLevels>(&mut group, &flow.warmup, &flow.commands);
-    normal_flow::<BTreeLevels>(&mut group, &flow.warmup, &flow.commands);
-    normal_flow::<LadderLevels>(&mut group, &flow.warmup, &flow.commands);
-    group.finish();
+    per_structure!(c, "normal_flow_10k", FLOW_CHUNK as u64, |group, L| {
+        group.sample_size(30);
+        normal_flow::<L>(&mut group, &flow.warmup, &flow.commands)
+    });
 }
 
 criterion_group!(core, benches);
