@@ -34,7 +34,7 @@ mod types;
 
 pub use exchange::{BookView, Config, Exchange};
 pub use levels::{BTreeLevels, LadderLevels, PriceLevels, SortedVecLevels};
-pub use snapshot::StateError;
+pub use snapshot::{BookState, StateError, encode_books, hash_books};
 pub use types::*;
 
 /// The README's examples, compiled and run as doctests.

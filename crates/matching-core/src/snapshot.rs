@@ -1,7 +1,8 @@
 //! The core's state as bytes: a canonical encoding used for snapshots and
 //! for the state hash.
 //!
-//! Layout (all integers little-endian):
+//! Layout (all integers little-endian; each book's part is also what
+//! [`BookState`] holds, so a sharded engine can assemble the whole):
 //!
 //! ```text
 //! magic    4 bytes  "MXST"
@@ -59,6 +60,12 @@ impl Output for Vec<u8> {
 /// 64-bit FNV-1a: simple, stable, specified (unlike std's `DefaultHasher`).
 struct Fnv64(u64);
 
+impl Fnv64 {
+    fn new() -> Fnv64 {
+        Fnv64(0xcbf2_9ce4_8422_2325)
+    }
+}
+
 impl Output for Fnv64 {
     fn put(&mut self, bytes: &[u8]) {
         for &b in bytes {
@@ -87,34 +94,70 @@ fn stp_from_code(code: u8) -> Option<Stp> {
     })
 }
 
+/// One book's part of the state encoding: what a sharded engine gathers
+/// from its shards to encode or hash the state of all of them as one
+/// exchange would ([`encode_books`], [`hash_books`]).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct BookState {
+    pub symbol: Symbol,
+    /// The book's bytes as `encode_state` lays them out (symbol included).
+    pub bytes: Vec<u8>,
+}
+
+fn write_header(out: &mut impl Output, books: usize) {
+    out.put(MAGIC);
+    out.put(&VERSION.to_le_bytes());
+    out.put(&(books as u64).to_le_bytes());
+}
+
+/// The state encoding of the union of `books` (sorted here by symbol):
+/// byte for byte what one exchange holding all of them would encode.
+pub fn encode_books(books: &mut [BookState]) -> Vec<u8> {
+    books.sort_unstable_by_key(|book| book.symbol);
+    let mut out = Vec::with_capacity(16 + books.iter().map(|b| b.bytes.len()).sum::<usize>());
+    write_header(&mut out, books.len());
+    books.iter().for_each(|book| out.put(&book.bytes));
+    out
+}
+
+/// The state hash of the union of `books`: what one exchange holding all
+/// of them would give from [`Exchange::state_hash`].
+pub fn hash_books(books: &mut [BookState]) -> u64 {
+    books.sort_unstable_by_key(|book| book.symbol);
+    let mut hasher = Fnv64::new();
+    write_header(&mut hasher, books.len());
+    books.iter().for_each(|book| hasher.put(&book.bytes));
+    hasher.0
+}
+
 impl<L: PriceLevels> Exchange<L> {
+    fn write_book(&self, book: &crate::book::Book<L>, out: &mut impl Output) {
+        let name = book.symbol.as_bytes();
+        out.put(&[name.len() as u8]);
+        out.put(name);
+        out.put(&book.last_trade_id.to_le_bytes());
+        for side in [Side::Buy, Side::Sell] {
+            let count: u64 = book.side(side).iter_best_first().map(|(_, li)| book.levels[li].count as u64).sum();
+            out.put(&count.to_le_bytes());
+            for order in book.orders(&self.orders, side) {
+                let mut bytes = [0u8; ORDER_BYTES];
+                bytes[0..8].copy_from_slice(&order.order_id.to_le_bytes());
+                bytes[8..16].copy_from_slice(&order.user.to_le_bytes());
+                bytes[16..24].copy_from_slice(&order.price.to_le_bytes());
+                bytes[24..32].copy_from_slice(&order.qty.to_le_bytes());
+                bytes[32] = stp_code(order.stp);
+                bytes[33] = order.post_only as u8;
+                out.put(&bytes);
+            }
+        }
+    }
+
     fn write_state(&self, out: &mut impl Output) {
-        out.put(MAGIC);
-        out.put(&VERSION.to_le_bytes());
         let mut books: Vec<&crate::book::Book<L>> = self.books.iter().collect();
         books.sort_unstable_by_key(|book| book.symbol);
-        out.put(&(books.len() as u64).to_le_bytes());
+        write_header(out, books.len());
         for book in books {
-            let name = book.symbol.as_bytes();
-            out.put(&[name.len() as u8]);
-            out.put(name);
-            out.put(&book.last_trade_id.to_le_bytes());
-            for side in [Side::Buy, Side::Sell] {
-                out.put(
-                    &(book.side(side).iter_best_first().map(|(_, li)| book.levels[li].count as u64).sum::<u64>())
-                        .to_le_bytes(),
-                );
-                for order in book.orders(&self.orders, side) {
-                    let mut bytes = [0u8; ORDER_BYTES];
-                    bytes[0..8].copy_from_slice(&order.order_id.to_le_bytes());
-                    bytes[8..16].copy_from_slice(&order.user.to_le_bytes());
-                    bytes[16..24].copy_from_slice(&order.price.to_le_bytes());
-                    bytes[24..32].copy_from_slice(&order.qty.to_le_bytes());
-                    bytes[32] = stp_code(order.stp);
-                    bytes[33] = order.post_only as u8;
-                    out.put(&bytes);
-                }
-            }
+            self.write_book(book, out);
         }
     }
 
@@ -128,9 +171,21 @@ impl<L: PriceLevels> Exchange<L> {
     /// A 64-bit FNV-1a hash of [`Exchange::encode_state`]: equal states
     /// hash equal, whatever the level structure or the history that led there.
     pub fn state_hash(&self) -> u64 {
-        let mut hasher = Fnv64(0xcbf2_9ce4_8422_2325);
+        let mut hasher = Fnv64::new();
         self.write_state(&mut hasher);
         hasher.0
+    }
+
+    /// Every book's part of the state encoding, in no particular order.
+    pub fn book_states(&self) -> Vec<BookState> {
+        self.books
+            .iter()
+            .map(|book| {
+                let mut bytes = Vec::new();
+                self.write_book(book, &mut bytes);
+                BookState { symbol: book.symbol, bytes }
+            })
+            .collect()
     }
 
     /// Rebuilds an exchange from [`Exchange::encode_state`] output. Checks
@@ -267,5 +322,32 @@ impl<'a> Reader<'a> {
             post_only,
             live: true,
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Action, Command, NewOrder};
+
+    #[test]
+    fn book_states_of_split_exchanges_assemble_into_the_whole() {
+        let (a, b, c) = (Symbol::new("A").unwrap(), Symbol::new("B").unwrap(), Symbol::new("C").unwrap());
+        let orders =
+            [(a, Side::Buy, 10), (b, Side::Sell, 12), (c, Side::Buy, 9), (a, Side::Sell, 10), (b, Side::Sell, 13)];
+        let mut whole: Exchange = Exchange::default();
+        let (mut left, mut right): (Exchange, Exchange) = (Exchange::default(), Exchange::default());
+        for (i, &(symbol, side, price)) in orders.iter().enumerate() {
+            let command =
+                Command::new(i as u64 + 1, Action::New(NewOrder::limit(i as u64 + 1, 1, symbol, side, price, 3)));
+            whole.process(&command, &mut crate::DiscardEvents);
+            let part = if symbol == b { &mut right } else { &mut left };
+            part.process(&command, &mut crate::DiscardEvents);
+        }
+        let mut parts = left.book_states();
+        parts.extend(right.book_states());
+        assert_eq!(encode_books(&mut parts), whole.encode_state());
+        assert_eq!(hash_books(&mut parts), whole.state_hash());
+        assert_ne!(hash_books(&mut left.book_states()), whole.state_hash());
     }
 }

@@ -9,6 +9,7 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use matching_core::{Command, Config, Event, EventSink, Exchange};
+use matching_pipeline::{Clock, Engine, EngineConfig, Output, WaitStrategy};
 use matching_proto::json;
 
 /// Longest command line accepted, in bytes. A longer line is one `malformed`
@@ -34,6 +35,32 @@ pub struct Args {
     /// Most symbols (beyond it: `too_many_symbols`).
     #[arg(long, default_value_t = Config::default().symbols_max)]
     symbols_max: usize,
+    /// Run through the multi-core engine with this many shard threads
+    /// (the output is byte-identical to the single-threaded run). The
+    /// limits above then apply per shard.
+    #[arg(long)]
+    shards: Option<usize>,
+    /// How engine threads wait (with --shards).
+    #[arg(long, value_enum, default_value_t = WaitChoice::SpinYield)]
+    wait: WaitChoice,
+}
+
+/// `--wait`: how engine threads wait for work or room.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum WaitChoice {
+    BusySpin,
+    SpinYield,
+    Park,
+}
+
+impl From<WaitChoice> for WaitStrategy {
+    fn from(choice: WaitChoice) -> WaitStrategy {
+        match choice {
+            WaitChoice::BusySpin => WaitStrategy::BusySpin,
+            WaitChoice::SpinYield => WaitStrategy::SpinYield,
+            WaitChoice::Park => WaitStrategy::Park,
+        }
+    }
 }
 
 /// Writes each event as a JSON line into a buffer the caller flushes.
@@ -56,19 +83,102 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             Box::new(BufReader::with_capacity(1 << 16, file))
         }
     };
-    let output: Box<dyn Write> = match &args.output {
-        None => Box::new(io::stdout().lock()),
+    let output: Box<dyn Write + Send> = match &args.output {
+        None => Box::new(io::stdout()),
         Some(path) => Box::new(File::create(path).with_context(|| format!("cannot create output {}", path.display()))?),
     };
     let config = Config { orders_max: args.orders_max, symbols_max: args.symbols_max, ..Config::default() };
-    let mut exchange: Exchange = Exchange::new(config);
-    replay(input, output, &mut exchange)?;
+    let exchanges = match args.shards {
+        None => {
+            let mut exchange: Exchange = Exchange::new(config);
+            replay(input, output, &mut exchange)?;
+            vec![exchange]
+        }
+        Some(shards) => {
+            let config = EngineConfig {
+                shards,
+                exchange: config,
+                wait: args.wait.into(),
+                clock: Clock::Zero,
+                ..EngineConfig::default()
+            };
+            replay_sharded(input, output, config)?
+        }
+    };
     if let Some(path) = &args.book {
         let mut out = Vec::new();
-        json::write_books(&mut out, &exchange);
+        json::write_books(&mut out, &exchanges.iter().collect::<Vec<_>>());
         std::fs::write(path, out).with_context(|| format!("cannot write book {}", path.display()))?;
     }
     Ok(())
+}
+
+/// Commands gathered before they are submitted to the engine as one batch.
+const SUBMIT_BATCH: usize = 256;
+
+/// As [`replay`], through the multi-core engine: this thread reads, parses
+/// and submits in batches; a writer thread drains the engine's merged
+/// events (and the lines the parser rejected, sequenced among them) into
+/// `output`. Returns the shards' books.
+pub fn replay_sharded(
+    mut input: impl BufRead,
+    output: impl Write + Send + 'static,
+    config: EngineConfig,
+) -> anyhow::Result<Vec<Exchange>> {
+    let (engine, mut reader) = Engine::<json::ParseReject>::start(config)?;
+    let writer = std::thread::Builder::new().name("replay-writer".into()).spawn(move || -> io::Result<()> {
+        let mut output = output;
+        let mut buffer = Vec::with_capacity(OUTPUT_FLUSH_BYTES + 4096);
+        let mut failed: Option<io::Error> = None;
+        reader.run(|item| {
+            match item {
+                Output::Event(event) => json::write_event(&mut buffer, event),
+                Output::External(seq, reject) => json::write_parse_reject(&mut buffer, seq, reject),
+            }
+            if buffer.len() >= OUTPUT_FLUSH_BYTES && failed.is_none() {
+                failed = output.write_all(&buffer).err();
+                buffer.clear();
+            }
+        });
+        if let Some(error) = failed {
+            return Err(error);
+        }
+        output.write_all(&buffer)?;
+        output.flush()
+    })?;
+    let mut line = Vec::with_capacity(1024);
+    let mut batch = Vec::with_capacity(SUBMIT_BATCH);
+    let read = loop {
+        let status = match read_line_bounded(&mut input, &mut line, LINE_BYTES_MAX) {
+            Ok(status) => status,
+            Err(error) => break Err(error),
+        };
+        let Some(complete) = status else { break Ok(()) };
+        if complete && line.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        match if complete { json::parse_command(&line, 0) } else { Err(json::TOO_LONG) } {
+            Ok(action) => {
+                batch.push(action);
+                if batch.len() == SUBMIT_BATCH {
+                    engine.submit_batch(&batch);
+                    batch.clear();
+                }
+            }
+            Err(reject) => {
+                // Keep the order: what came before goes first.
+                engine.submit_batch(&batch);
+                batch.clear();
+                engine.submit_external(reject);
+            }
+        }
+    };
+    engine.submit_batch(&batch);
+    let exchanges = engine.shutdown();
+    let written = writer.join().map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;
+    read.context("cannot read input")?;
+    written.context("cannot write events")?;
+    Ok(exchanges)
 }
 
 /// Runs every command of `input` through `exchange`, writing events to `output`.

@@ -33,7 +33,7 @@ fn replaying_generated_json_matches_the_in_memory_run() {
     let mut sink = |event: &Event| json::write_event(&mut events, event);
     exchange.process_all(flow.warmup.iter().chain(&flow.commands), &mut sink);
     let mut want_book = Vec::new();
-    json::write_books(&mut want_book, &exchange);
+    json::write_books(&mut want_book, &[&exchange]);
 
     assert_eq!(replayed.stdout.len(), events.len(), "event bytes differ in length");
     assert!(replayed.stdout == events, "events differ");

@@ -502,12 +502,17 @@ pub fn write_book<L: PriceLevels>(out: &mut Vec<u8>, book: &BookView<'_, L>) {
     out.extend_from_slice(b"}\n");
 }
 
-/// Appends the book dump of every symbol that has resting orders, sorted by symbol.
-pub fn write_books<L: PriceLevels>(out: &mut Vec<u8>, exchange: &Exchange<L>) {
-    for symbol in exchange.symbols() {
-        if let Some(book) = exchange.book(&symbol)
-            && (book.best_bid().is_some() || book.best_ask().is_some())
-        {
+/// Appends the book dump of every symbol that has resting orders, sorted by
+/// symbol, over one exchange or the shards of one engine (each symbol lives
+/// in one of them).
+pub fn write_books<L: PriceLevels>(out: &mut Vec<u8>, exchanges: &[&Exchange<L>]) {
+    let mut books: Vec<BookView<'_, L>> = exchanges
+        .iter()
+        .flat_map(|exchange| exchange.symbols().into_iter().filter_map(|s| exchange.book(&s)))
+        .collect();
+    books.sort_unstable_by_key(|book| book.symbol());
+    for book in books {
+        if book.best_bid().is_some() || book.best_ask().is_some() {
             write_book(out, &book);
         }
     }

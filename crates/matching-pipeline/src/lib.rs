@@ -1,0 +1,342 @@
+//! The engine across cores: a sequencer, symbol shards on their own
+//! threads, bounded lock-free rings between them, and a merger.
+//!
+//! ```text
+//!   submit / submit_batch ──► Sequencer ──► ring ──► shard 0 (its books) ──► ring ──┐
+//!   (any thread, in turn)    seq, time,  ──► ring ──► shard 1 (its books) ──► ring ──┼─► EventReader
+//!                            route       ──────────── external items ────────► ring ──┘   (global seq order)
+//! ```
+//!
+//! - **Sequencer** ([`Engine::submit`], [`Engine::submit_batch`]): gives
+//!   every command the next `seq` (a new order's id is its `seq`), stamps
+//!   the time, and routes it: a new order to the shard of its symbol (a
+//!   stable hash, or a table in the config), a cancel or modify to the shard
+//!   that holds the order (a window of one byte per recent `seq`; orders
+//!   older than the window are broadcast). A batch is published to each
+//!   shard's ring at once. Submitters take turns on one lock: the sequencer
+//!   is the single point of order by design.
+//! - **Shards**: one thread each, owning an [`Exchange`] with the books of
+//!   its symbols; no locks on the matching path. They drain their ring in
+//!   batches and write events to their own output ring in batches.
+//! - **[`EventReader`]**: merges the shards' streams back into global `seq`
+//!   order; within a symbol the order is exactly the core's.
+//! - **Queries** ([`Engine::query`]) travel through the same rings, so an
+//!   answer reflects every command submitted before it.
+//!
+//! Every ring is bounded (sizes in [`EngineConfig`]); a full ring makes its
+//! producer wait ([`WaitStrategy`]), never grow, never drop. The engine
+//! shuts down cleanly ([`Engine::shutdown`], or on drop): every command
+//! submitted is processed, every thread joined.
+
+#![deny(unsafe_code)]
+
+mod merger;
+mod message;
+mod routing;
+mod sequencer;
+mod shard;
+mod wait;
+
+use std::fmt;
+use std::sync::mpsc::{Receiver, sync_channel};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::thread::JoinHandle;
+
+use matching_core::{Action, Config, Exchange, Seq, Symbol, hash_books};
+use rtrb::RingBuffer;
+
+pub use merger::{EventReader, Output};
+pub use message::{Answer, DepthLevel, Query};
+pub use sequencer::Clock;
+pub use wait::WaitStrategy;
+
+use message::ShardInput;
+use routing::{IdRoutes, SymbolRouter};
+use sequencer::Sequencer;
+use shard::{OutputSink, Worker};
+use wait::Signal;
+
+/// Most shards an engine runs.
+pub const SHARDS_MAX: usize = 64;
+
+/// How the engine is laid out. Every queue's bound is here.
+#[derive(Clone, Debug)]
+pub struct EngineConfig {
+    /// Worker threads, each owning the books of its symbols (1..=64).
+    pub shards: usize,
+    /// Limits and preallocation of each shard's books. The limits apply per
+    /// shard (`orders_max` resting orders in each).
+    pub exchange: Config,
+    /// Commands each shard's input ring holds.
+    pub input_ring: usize,
+    /// Events each shard's output ring holds.
+    pub output_ring: usize,
+    /// External items (see [`Engine::submit_external`]) the merger's ring holds.
+    pub external_ring: usize,
+    /// Most commands published in one go (a larger batch is split).
+    pub batch_max: usize,
+    /// Recent `seq`s whose order's shard is remembered (one byte each). A
+    /// cancel or modify of an older order is broadcast to every shard.
+    pub route_window: usize,
+    /// Symbols placed on a given shard; any other goes by hash.
+    pub symbol_shards: Vec<(Symbol, usize)>,
+    pub wait: WaitStrategy,
+    /// Pin shard `i` to CPU core `(i + 1) % cores`, leaving core 0 to the
+    /// submitting and reading threads.
+    pub pin_cores: bool,
+    pub clock: Clock,
+}
+
+impl Default for EngineConfig {
+    fn default() -> EngineConfig {
+        EngineConfig {
+            shards: 1,
+            exchange: Config::default(),
+            input_ring: 1 << 14,
+            output_ring: 1 << 15,
+            external_ring: 1 << 12,
+            batch_max: 1 << 12,
+            route_window: 1 << 22,
+            symbol_shards: Vec::new(),
+            wait: WaitStrategy::default(),
+            pin_cores: false,
+            clock: Clock::default(),
+        }
+    }
+}
+
+/// A configuration the engine cannot run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct ConfigError(pub String);
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid engine configuration: {}", self.0)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+/// The running engine: submit commands and ask questions from any thread;
+/// read events from the [`EventReader`] [`Engine::start`] returns.
+///
+/// `X` is the type of external items: things a front end wants sequenced
+/// among the commands without going to a shard (a line the JSON reader
+/// rejected, say). It defaults to `()`.
+pub struct Engine<X: Copy + Send + 'static = ()> {
+    sequencer: Mutex<Sequencer<X>>,
+    /// One answer channel per shard; holding the lock serializes queries.
+    answers: Mutex<Vec<Receiver<Answer>>>,
+    workers: Vec<JoinHandle<Exchange>>,
+    router: SymbolRouter,
+}
+
+fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding the lock cannot leave the sequencer half-updated
+    // in a way that matters more than stopping would; keep going.
+    mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+impl<X: Copy + Send + 'static> Engine<X> {
+    /// Starts the shard threads.
+    pub fn start(config: EngineConfig) -> Result<(Engine<X>, EventReader<X>), ConfigError> {
+        if config.shards == 0 || config.shards > SHARDS_MAX {
+            return Err(ConfigError(format!("shards must be in 1..={SHARDS_MAX}, not {}", config.shards)));
+        }
+        for (name, size) in [
+            ("input_ring", config.input_ring),
+            ("output_ring", config.output_ring),
+            ("external_ring", config.external_ring),
+            ("batch_max", config.batch_max),
+        ] {
+            if size == 0 {
+                return Err(ConfigError(format!("{name} must be at least 1")));
+            }
+        }
+        let router = SymbolRouter::new(config.shards, &config.symbol_shards);
+        let cores = if config.pin_cores { core_affinity::get_core_ids().unwrap_or_default() } else { Vec::new() };
+        let output_signal = Arc::new(Signal::default());
+        let (external_producer, external_consumer) = RingBuffer::new(config.external_ring);
+        let mut inputs = Vec::new();
+        let mut input_signals = Vec::new();
+        let mut outputs = Vec::new();
+        let mut answers = Vec::new();
+        let mut workers = Vec::new();
+        for index in 0..config.shards {
+            let (input_producer, input_consumer) = RingBuffer::new(config.input_ring);
+            let (output_producer, output_consumer) = RingBuffer::new(config.output_ring);
+            let (answer_sender, answer_receiver) = sync_channel(1);
+            let input_signal = Arc::new(Signal::default());
+            // Each shard trades only its own instruments when a list is given.
+            let mut exchange_config = config.exchange.clone();
+            exchange_config.instruments.retain(|symbol| router.shard_of(symbol) as usize == index);
+            let worker = Worker {
+                exchange: Exchange::new(exchange_config),
+                input: input_consumer,
+                input_signal: Arc::clone(&input_signal),
+                sink: OutputSink {
+                    output: output_producer,
+                    pending: Vec::with_capacity(1024),
+                    broadcast: false,
+                    output_signal: Arc::clone(&output_signal),
+                    wait: config.wait,
+                },
+                answers: answer_sender,
+                wait: config.wait,
+            };
+            let core = (!cores.is_empty()).then(|| cores[(index + 1) % cores.len()]);
+            let handle = std::thread::Builder::new()
+                .name(format!("shard-{index}"))
+                .spawn(move || {
+                    if let Some(core) = core {
+                        core_affinity::set_for_current(core);
+                    }
+                    worker.run()
+                })
+                .map_err(|e| ConfigError(format!("cannot start shard thread: {e}")))?;
+            inputs.push(input_producer);
+            input_signals.push(input_signal);
+            outputs.push(output_consumer);
+            answers.push(answer_receiver);
+            workers.push(handle);
+        }
+        let sequencer = Sequencer {
+            next_seq: 1,
+            inputs,
+            input_signals,
+            external: external_producer,
+            output_signal: Arc::clone(&output_signal),
+            symbols: router.clone(),
+            ids: IdRoutes::new(config.route_window),
+            clock: config.clock,
+            wait: config.wait,
+            batch_max: config.batch_max,
+            routes: Vec::with_capacity(config.batch_max),
+            room: vec![0; config.shards],
+        };
+        let reader = EventReader {
+            shards: outputs,
+            external: external_consumer,
+            next_seq: 1,
+            streaming: None,
+            last_source: 0,
+            signal: output_signal,
+            wait: config.wait,
+        };
+        let engine = Engine { sequencer: Mutex::new(sequencer), answers: Mutex::new(answers), workers, router };
+        Ok((engine, reader))
+    }
+
+    /// Number of shards.
+    pub fn shards(&self) -> usize {
+        self.workers.len()
+    }
+
+    /// The shard that trades `symbol`.
+    pub fn shard_of(&self, symbol: &Symbol) -> usize {
+        self.router.shard_of(symbol) as usize
+    }
+
+    /// Sequences one command and returns its `seq` (a new order's id).
+    /// Waits while its shard's ring is full.
+    pub fn submit(&self, action: Action) -> Seq {
+        locked(&self.sequencer).submit(std::slice::from_ref(&action))
+    }
+
+    /// Sequences the commands in order, giving them consecutive `seq`s, and
+    /// returns the first. Each shard's part is published at once (in pieces
+    /// of at most `batch_max`). Waits while rings are full.
+    pub fn submit_batch(&self, actions: &[Action]) -> Seq {
+        locked(&self.sequencer).submit(actions)
+    }
+
+    /// Sequences the longest prefix of `actions` that fits in the rings now,
+    /// without waiting: returns how many were taken (possibly 0) and the
+    /// `seq` of the first. For a thread that also drains the reader.
+    pub fn try_submit_batch(&self, actions: &[Action]) -> (usize, Seq) {
+        locked(&self.sequencer).try_submit(actions)
+    }
+
+    /// Gives `item` the next `seq` and passes it to the reader in order,
+    /// without going to a shard.
+    pub fn submit_external(&self, item: X) -> Seq {
+        locked(&self.sequencer).submit_external(item)
+    }
+
+    /// The `seq` the next command will get.
+    pub fn next_seq(&self) -> Seq {
+        locked(&self.sequencer).next_seq
+    }
+
+    /// Asks the shards a question; the answer reflects every command
+    /// submitted before the call. Blocks until the shards have caught up,
+    /// so the reader must be drained meanwhile (by another thread).
+    pub fn query(&self, query: Query) -> Answer {
+        let answers = locked(&self.answers);
+        let targets: Vec<usize> = match query {
+            Query::Best(symbol) | Query::Depth(symbol, _) | Query::Book(symbol) => vec![self.shard_of(&symbol)],
+            Query::State => (0..self.shards()).collect(),
+        };
+        {
+            let mut sequencer = locked(&self.sequencer);
+            for &shard in &targets {
+                sequencer.push_control(shard, ShardInput::Query(query));
+            }
+        }
+        let mut state = Vec::new();
+        let mut last = None;
+        for &shard in &targets {
+            // A shard that died drops its sender: report nothing from it
+            // rather than hang.
+            match answers[shard].recv() {
+                Ok(Answer::State(parts)) => state.extend(parts),
+                Ok(answer) => last = Some(answer),
+                Err(_) => {}
+            }
+        }
+        match query {
+            Query::State => Answer::State(state),
+            _ => last.unwrap_or(Answer::Best { bid: None, ask: None }),
+        }
+    }
+
+    /// The state hash of all the books, equal to what one [`Exchange`]
+    /// given the same commands would report.
+    pub fn state_hash(&self) -> u64 {
+        match self.query(Query::State) {
+            Answer::State(mut parts) => hash_books(&mut parts),
+            _ => unreachable!("a State query is answered with State"),
+        }
+    }
+
+    fn stop(&mut self) -> Vec<Exchange> {
+        {
+            let mut sequencer = locked(&self.sequencer);
+            for shard in 0..self.workers.len() {
+                sequencer.push_control(shard, ShardInput::Shutdown);
+            }
+        }
+        let mut exchanges = Vec::new();
+        for handle in self.workers.drain(..) {
+            if let Ok(exchange) = handle.join() {
+                exchanges.push(exchange);
+            }
+        }
+        exchanges
+    }
+
+    /// Processes everything submitted, stops the shard threads, and hands
+    /// back each shard's books (in shard order). The reader then delivers
+    /// what is left and reports itself finished.
+    pub fn shutdown(mut self) -> Vec<Exchange> {
+        self.stop()
+    }
+}
+
+impl<X: Copy + Send + 'static> Drop for Engine<X> {
+    fn drop(&mut self) {
+        if !self.workers.is_empty() {
+            self.stop();
+        }
+    }
+}

@@ -1,0 +1,181 @@
+//! The merger: puts the shards' event streams (and the sequencer's
+//! external items) back into global `seq` order.
+//!
+//! Each shard's stream is already in `seq` order, every command has at
+//! least one event, and a command's events are contiguous in one stream
+//! with the last one flagged. So the merger needs no routing information:
+//! for the next `seq` it looks at the head of each stream, takes the one
+//! that starts that `seq`, and streams its events until the flagged one. A
+//! broadcast command (a cancel or modify of an order too old to route) has
+//! an answer in every stream: the merger keeps the one that is not a plain
+//! rejection (the shard that holds the order) and drops the others.
+
+use std::sync::Arc;
+
+use matching_core::{Event, EventKind, Seq};
+use rtrb::Consumer;
+
+use crate::message::ShardOutput;
+use crate::wait::{Backoff, Signal, WaitStrategy};
+
+/// One item of the merged stream.
+#[derive(Debug)]
+pub enum Output<'a, X> {
+    /// An event of a command, in `seq` order.
+    Event(&'a Event),
+    /// An item sequenced with [`crate::Engine::submit_external`].
+    External(Seq, &'a X),
+}
+
+/// The consumer's end of the engine: every event, in global `seq` order.
+///
+/// It must be drained (by [`EventReader::poll`] or [`EventReader::run`]) on
+/// a thread other than one blocked in a submit: every ring is bounded, so
+/// an undrained reader eventually stops the engine.
+pub struct EventReader<X> {
+    pub(crate) shards: Vec<Consumer<ShardOutput>>,
+    pub(crate) external: Consumer<(Seq, X)>,
+    /// The `seq` whose events come next.
+    pub(crate) next_seq: Seq,
+    /// The shard whose events of `next_seq` are being delivered, if started.
+    pub(crate) streaming: Option<usize>,
+    /// Where the last command came from: the first place to look next.
+    pub(crate) last_source: usize,
+    pub(crate) signal: Arc<Signal>,
+    pub(crate) wait: WaitStrategy,
+}
+
+impl<X> EventReader<X> {
+    /// Delivers every item that is ready, in order, and returns how many.
+    /// Never blocks.
+    pub fn poll(&mut self, mut handler: impl FnMut(Output<'_, X>)) -> usize {
+        let mut delivered = 0;
+        loop {
+            if let Some(shard) = self.streaming {
+                match self.stream_from(shard, &mut handler) {
+                    0 => return delivered,
+                    n => delivered += n,
+                }
+                continue;
+            }
+            if let Ok((seq, _)) = self.external.peek()
+                && *seq == self.next_seq
+            {
+                if let Ok((seq, item)) = self.external.pop() {
+                    handler(Output::External(seq, &item));
+                    delivered += 1;
+                }
+                self.next_seq += 1;
+                continue;
+            }
+            match self.find_next() {
+                Some((shard, false)) => {
+                    self.last_source = shard;
+                    self.streaming = Some(shard);
+                }
+                Some((_, true)) => match self.resolve_broadcast() {
+                    Some(shard) => self.streaming = Some(shard),
+                    None => return delivered,
+                },
+                None => return delivered,
+            }
+        }
+    }
+
+    /// Delivers the events of `shard` that come next in `seq` order: the
+    /// rest of `next_seq`'s, and the commands after it as long as they are
+    /// this shard's too. Reads and releases ring slots a run at a time.
+    /// Returns how many were delivered; stops streaming at a command that
+    /// is not this shard's to give next.
+    fn stream_from(&mut self, shard: usize, handler: &mut impl FnMut(Output<'_, X>)) -> usize {
+        let stream = &mut self.shards[shard];
+        let available = stream.slots();
+        let Ok(chunk) = stream.read_chunk(available) else {
+            return 0;
+        };
+        let (first, second) = chunk.as_slices();
+        let mut taken = 0;
+        let mut in_command = true;
+        for out in first.iter().chain(second) {
+            if !in_command && (out.event.seq != self.next_seq || out.broadcast) {
+                self.streaming = None;
+                break;
+            }
+            handler(Output::Event(&out.event));
+            taken += 1;
+            in_command = !out.last;
+            if out.last {
+                self.next_seq += 1;
+            }
+        }
+        chunk.commit(taken);
+        if !in_command {
+            self.streaming = None;
+        }
+        taken
+    }
+
+    /// The shard whose stream starts `next_seq`, and whether it is a broadcast answer.
+    fn find_next(&self) -> Option<(usize, bool)> {
+        let count = self.shards.len();
+        (0..count).map(|i| (self.last_source + i) % count).find_map(|shard| match self.shards[shard].peek() {
+            Ok(out) if out.event.seq == self.next_seq => Some((shard, out.broadcast)),
+            _ => None,
+        })
+    }
+
+    /// Once every shard has answered the broadcast `next_seq`: drops every
+    /// answer but the one to keep, and returns the shard that gave it.
+    fn resolve_broadcast(&mut self) -> Option<usize> {
+        let mut keep = 0;
+        for (shard, stream) in self.shards.iter().enumerate() {
+            match stream.peek() {
+                Ok(out) if out.event.seq == self.next_seq => {
+                    if !matches!(out.event.kind, EventKind::Rejected { .. }) {
+                        keep = shard;
+                    }
+                }
+                _ => return None,
+            }
+        }
+        for (shard, stream) in self.shards.iter_mut().enumerate() {
+            if shard != keep {
+                // A shard without the order answers with one rejection.
+                let dropped = stream.pop();
+                debug_assert!(dropped.is_ok_and(|out| out.last), "Invariant: a non-holder answers with one event");
+            }
+        }
+        Some(keep)
+    }
+
+    /// Whether the engine has shut down and everything it sent is delivered.
+    pub fn is_finished(&self) -> bool {
+        self.shards.iter().all(|s| s.is_abandoned() && s.is_empty())
+            && self.external.is_abandoned()
+            && self.external.is_empty()
+    }
+
+    /// Delivers items as they come until the engine has shut down and every
+    /// item is delivered. Waits with the engine's wait strategy.
+    pub fn run(&mut self, mut handler: impl FnMut(Output<'_, X>)) {
+        let mut backoff = Backoff::new(self.wait);
+        loop {
+            if self.poll(&mut handler) > 0 {
+                backoff.reset();
+                continue;
+            }
+            if self.is_finished() {
+                return;
+            }
+            let signal = Arc::clone(&self.signal);
+            backoff.wait_for_data(&signal, || {
+                !self.external.is_empty() || self.shards.iter().any(|s| !s.is_empty()) || self.is_finished()
+            });
+        }
+    }
+
+    /// The `seq` whose events come next (everything before it is delivered).
+    pub fn next_seq(&self) -> Seq {
+        self.next_seq
+    }
+}

@@ -1,0 +1,52 @@
+//! What travels on the rings.
+
+use matching_core::{BookState, Command, Event, Price, RestingOrder, Symbol};
+
+/// Sequencer → shard.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum ShardInput {
+    Command(Command),
+    /// A cancel or modify of an order too old for the routing window: every
+    /// shard runs it; the shard that holds the order gives the real answer,
+    /// the others a rejection that the merger drops.
+    Broadcast(Command),
+    Query(Query),
+    /// Finish: flush, and hand the books back.
+    Shutdown,
+}
+
+/// Shard → merger: one event, and where it stands in its command's answer.
+#[derive(Clone, Copy, Debug)]
+pub(crate) struct ShardOutput {
+    pub(crate) event: Event,
+    /// The last event of its command (every command has at least one).
+    pub(crate) last: bool,
+    /// The answer to a [`ShardInput::Broadcast`].
+    pub(crate) broadcast: bool,
+}
+
+/// A synchronous question about the books. It travels through the same
+/// rings as commands, so its answer reflects every command submitted before it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Query {
+    /// The best bid and ask of a symbol, with their total quantities.
+    Best(Symbol),
+    /// Up to this many price levels a side, best first.
+    Depth(Symbol, usize),
+    /// Every resting order of a symbol, in priority order.
+    Book(Symbol),
+    /// Every book's state (what the state hash is computed from).
+    State,
+}
+
+/// One price level: price, total quantity, number of orders.
+pub type DepthLevel = (Price, u128, u32);
+
+/// The answer to a [`Query`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Answer {
+    Best { bid: Option<(Price, u128)>, ask: Option<(Price, u128)> },
+    Depth { bids: Vec<DepthLevel>, asks: Vec<DepthLevel> },
+    Book { bids: Vec<RestingOrder>, asks: Vec<RestingOrder> },
+    State(Vec<BookState>),
+}

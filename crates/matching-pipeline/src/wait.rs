@@ -1,0 +1,113 @@
+//! What a thread does while a ring it needs is empty (consumer) or full
+//! (producer): spin, yield, or sleep until woken.
+
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicBool, Ordering, fence};
+use std::thread::{self, Thread};
+use std::time::Duration;
+
+/// How a waiting thread spends its time. Measured in `docs/BENCHMARKS.md`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum WaitStrategy {
+    /// Spin on the ring forever: the lowest latency, and a whole core per
+    /// waiting thread. Only for machines with a core for every thread.
+    BusySpin,
+    /// Spin briefly, then `yield` to the scheduler between checks: low
+    /// latency while busy, and other threads on the core still run.
+    #[default]
+    SpinYield,
+    /// Spin briefly, yield a little, then sleep until the producer wakes
+    /// the thread (or a timeout passes): no CPU at all when idle.
+    Park,
+}
+
+/// Spins before yielding, in checks.
+const SPINS: u32 = 64;
+/// Yields before parking (with [`WaitStrategy::Park`]).
+const YIELDS: u32 = 16;
+/// The longest a parked thread sleeps without being woken: a bound on the
+/// cost of any missed wake-up, never the normal path.
+pub(crate) const PARK_TIMEOUT: Duration = Duration::from_millis(1);
+/// A producer waiting for room in a full ring (back-pressure) sleeps this
+/// long at a time once spinning and yielding have not helped.
+const FULL_RING_SLEEP: Duration = Duration::from_micros(20);
+
+/// One wait, escalating with each unsuccessful check.
+pub(crate) struct Backoff {
+    strategy: WaitStrategy,
+    step: u32,
+}
+
+impl Backoff {
+    pub(crate) fn new(strategy: WaitStrategy) -> Backoff {
+        Backoff { strategy, step: 0 }
+    }
+
+    pub(crate) fn reset(&mut self) {
+        self.step = 0;
+    }
+
+    /// Waits a little for room in a full ring (nobody wakes a producer).
+    pub(crate) fn wait_for_room(&mut self) {
+        self.step = self.step.saturating_add(1);
+        match self.strategy {
+            WaitStrategy::BusySpin => std::hint::spin_loop(),
+            _ if self.step <= SPINS => std::hint::spin_loop(),
+            WaitStrategy::SpinYield => thread::yield_now(),
+            WaitStrategy::Park if self.step <= SPINS + YIELDS => thread::yield_now(),
+            WaitStrategy::Park => thread::sleep(FULL_RING_SLEEP),
+        }
+    }
+
+    /// Waits a little for data in an empty ring: `ready` re-checks the ring
+    /// after the thread has announced it may sleep, so a producer that
+    /// publishes at that moment either sees the announcement or is seen.
+    pub(crate) fn wait_for_data(&mut self, signal: &Signal, ready: impl Fn() -> bool) {
+        self.step = self.step.saturating_add(1);
+        match self.strategy {
+            WaitStrategy::BusySpin => std::hint::spin_loop(),
+            _ if self.step <= SPINS => std::hint::spin_loop(),
+            WaitStrategy::SpinYield => thread::yield_now(),
+            WaitStrategy::Park if self.step <= SPINS + YIELDS => thread::yield_now(),
+            WaitStrategy::Park => signal.park(ready),
+        }
+    }
+}
+
+/// Lets a consumer sleep and a producer wake it. Used only with
+/// [`WaitStrategy::Park`]; with the others producers never look at it.
+#[derive(Default)]
+pub(crate) struct Signal {
+    sleeping: AtomicBool,
+    thread: Mutex<Option<Thread>>,
+}
+
+impl Signal {
+    fn park(&self, ready: impl Fn() -> bool) {
+        if let Ok(mut slot) = self.thread.lock()
+            && slot.is_none()
+        {
+            *slot = Some(thread::current());
+        }
+        self.sleeping.store(true, Ordering::SeqCst);
+        // Pairs with the fence in `wake`: either the producer sees
+        // `sleeping`, or this check sees what it published.
+        fence(Ordering::SeqCst);
+        if !ready() {
+            thread::park_timeout(PARK_TIMEOUT);
+        }
+        self.sleeping.store(false, Ordering::Relaxed);
+    }
+
+    /// Called by a producer after it published: wakes the consumer if it sleeps.
+    #[inline]
+    pub(crate) fn wake(&self) {
+        fence(Ordering::SeqCst);
+        if self.sleeping.load(Ordering::Relaxed)
+            && let Ok(slot) = self.thread.lock()
+            && let Some(thread) = slot.as_ref()
+        {
+            thread.unpark();
+        }
+    }
+}
