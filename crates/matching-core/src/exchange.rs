@@ -23,9 +23,11 @@ pub struct Config {
     pub symbols_max: usize,
     /// Level slots reserved per side when a book is created.
     pub levels_preallocated: usize,
-    /// When not empty, the only symbols traded: their books exist from the
-    /// start and any other symbol is rejected with `invalid_symbol`.
-    pub instruments: Vec<Symbol>,
+    /// `Some(list)`: the only symbols traded; their books exist from the
+    /// start and any other symbol is rejected with `invalid_symbol` (an
+    /// empty list trades nothing). `None`: a symbol's book is created by its
+    /// first order.
+    pub instruments: Option<Vec<Symbol>>,
 }
 
 impl Default for Config {
@@ -35,7 +37,7 @@ impl Default for Config {
             orders_preallocated: 1 << 16,
             symbols_max: 100_000,
             levels_preallocated: 256,
-            instruments: Vec::new(),
+            instruments: None,
         }
     }
 }
@@ -73,7 +75,7 @@ impl<L: PriceLevels> Exchange<L> {
             recent_book: None,
             config,
         };
-        for symbol in exchange.config.instruments.clone() {
+        for symbol in exchange.config.instruments.clone().unwrap_or_default() {
             if !exchange.book_by_symbol.contains_key(&symbol) {
                 exchange.create_book(symbol);
             }
@@ -137,7 +139,7 @@ impl<L: PriceLevels> Exchange<L> {
             return Err(RejectReason::Malformed);
         }
         let book = self.find_book(&order.symbol);
-        if book.is_none() && !self.config.instruments.is_empty() {
+        if book.is_none() && self.config.instruments.is_some() {
             return Err(RejectReason::InvalidSymbol);
         }
         let limit = order.order_type == OrderType::Limit;

@@ -212,7 +212,7 @@ impl<L: PriceLevels> Exchange<L> {
             previous = Some(symbol);
             let book_ix = match exchange.book_by_symbol.get(&symbol) {
                 Some(&ix) => ix,
-                None if !exchange.config.instruments.is_empty() => {
+                None if exchange.config.instruments.is_some() => {
                     return Err(r.error(&format!("symbol {symbol} is not a configured instrument")));
                 }
                 None if exchange.books.len() >= exchange.config.symbols_max => {

@@ -826,7 +826,7 @@ fn tight_config() -> impl Strategy<Value = Config> {
             orders_preallocated,
             symbols_max,
             levels_preallocated,
-            instruments: if listed { symbol_names()[..instruments].to_vec() } else { Vec::new() },
+            instruments: listed.then(|| symbol_names()[..instruments].to_vec()),
         },
     )
 }

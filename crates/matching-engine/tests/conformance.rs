@@ -18,7 +18,8 @@ fn vectors(dir: &Path) -> Vec<PathBuf> {
     inputs
 }
 
-fn check_dir(dir: &Path, label: &str) -> usize {
+/// Runs `replay` (with `extra` arguments) over every vector in `dir`.
+fn check_dir(dir: &Path, label: &str, extra: &[&str]) -> usize {
     let scratch = std::env::temp_dir().join(format!("me-conformance-{label}-{}", std::process::id()));
     std::fs::create_dir_all(&scratch).unwrap();
     let inputs = vectors(dir);
@@ -27,6 +28,7 @@ fn check_dir(dir: &Path, label: &str) -> usize {
         let (events, book) = (scratch.join(format!("{name}.ev")), scratch.join(format!("{name}.book")));
         let status = Command::new(env!("CARGO_BIN_EXE_matching-engine"))
             .arg("replay")
+            .args(extra)
             .arg(input)
             .arg("--output")
             .arg(&events)
@@ -34,7 +36,7 @@ fn check_dir(dir: &Path, label: &str) -> usize {
             .arg(&book)
             .status()
             .unwrap();
-        assert!(status.success(), "{name}: replay exited with {status}");
+        assert!(status.success(), "{name} ({label}): replay exited with {status}");
         for (got, want) in [(&events, "out"), (&book, "book")] {
             let want_path = dir.join(format!("{name}.{want}.jsonl"));
             let got = std::fs::read_to_string(got).unwrap();
@@ -42,7 +44,7 @@ fn check_dir(dir: &Path, label: &str) -> usize {
             if got != want {
                 let line = got.lines().zip(want.lines()).position(|(g, w)| g != w).unwrap_or(0);
                 panic!(
-                    "{name} {}: first difference at line {}\n  got  {:?}\n  want {:?}",
+                    "{name} ({label}) {}: first difference at line {}\n  got  {:?}\n  want {:?}",
                     want_path.display(),
                     line + 1,
                     got.lines().nth(line),
@@ -58,14 +60,26 @@ fn check_dir(dir: &Path, label: &str) -> usize {
 #[test]
 fn vendored_vectors_are_byte_identical() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors");
-    assert!(check_dir(&dir, "vendored") >= 11, "expected the vendored conformance vectors");
+    assert!(check_dir(&dir, "vendored", &[]) >= 11, "expected the vendored conformance vectors");
+}
+
+#[test]
+fn vendored_vectors_through_the_sharded_engine_are_byte_identical() {
+    let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/vectors");
+    for shards in ["1", "2", "4"] {
+        for wait in ["spin-yield", "park"] {
+            let label = format!("shards-{shards}-{wait}");
+            assert!(check_dir(&dir, &label, &["--shards", shards, "--wait", wait]) >= 11);
+        }
+    }
 }
 
 #[test]
 fn shared_vectors_are_byte_identical_when_present() {
     let dir = Path::new(env!("CARGO_MANIFEST_DIR")).join("../../../shared/conformance");
     if dir.is_dir() {
-        check_dir(&dir, "shared");
+        check_dir(&dir, "shared", &[]);
+        check_dir(&dir, "shared-shards-2", &["--shards", "2"]);
     } else {
         eprintln!("{} not found; the vendored copy covers it", dir.display());
     }

@@ -167,9 +167,11 @@ impl<X: Copy + Send + 'static> Engine<X> {
             let (output_producer, output_consumer) = RingBuffer::new(config.output_ring);
             let (answer_sender, answer_receiver) = sync_channel(1);
             let input_signal = Arc::new(Signal::default());
-            // Each shard trades only its own instruments when a list is given.
+            // With a list, each shard trades only its own part of it (maybe none).
             let mut exchange_config = config.exchange.clone();
-            exchange_config.instruments.retain(|symbol| router.shard_of(symbol) as usize == index);
+            if let Some(listed) = &mut exchange_config.instruments {
+                listed.retain(|symbol| router.shard_of(symbol) as usize == index);
+            }
             let worker = Worker {
                 exchange: Exchange::new(exchange_config),
                 input: input_consumer,
@@ -261,6 +263,13 @@ impl<X: Copy + Send + 'static> Engine<X> {
     /// without going to a shard.
     pub fn submit_external(&self, item: X) -> Seq {
         locked(&self.sequencer).submit_external(item)
+    }
+
+    /// As [`Engine::submit_external`] without waiting: `None` (and no `seq`
+    /// taken) when the external ring is full. For a thread that also drains
+    /// the reader.
+    pub fn try_submit_external(&self, item: X) -> Option<Seq> {
+        locked(&self.sequencer).try_submit_external(item)
     }
 
     /// The `seq` the next command will get.

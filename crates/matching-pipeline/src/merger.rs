@@ -7,12 +7,14 @@
 //! for the next `seq` it looks at the head of each stream, takes the one
 //! that starts that `seq`, and streams its events until the flagged one. A
 //! broadcast command (a cancel or modify of an order too old to route) has
-//! an answer in every stream: the merger keeps the one that is not a plain
-//! rejection (the shard that holds the order) and drops the others.
+//! an answer in every stream: every shard that does not hold the order
+//! answers `unknown_order` (or the same validation rejection as every
+//! other shard), so the merger keeps the answer that is not `unknown_order`
+//! (the holder's, whatever it is) and drops the others.
 
 use std::sync::Arc;
 
-use matching_core::{Event, EventKind, Seq};
+use matching_core::{Event, EventKind, RejectReason, Seq};
 use rtrb::Consumer;
 
 use crate::message::ShardOutput;
@@ -127,17 +129,20 @@ impl<X> EventReader<X> {
     /// Once every shard has answered the broadcast `next_seq`: drops every
     /// answer but the one to keep, and returns the shard that gave it.
     fn resolve_broadcast(&mut self) -> Option<usize> {
-        let mut keep = 0;
+        let mut holder = None;
         for (shard, stream) in self.shards.iter().enumerate() {
             match stream.peek() {
                 Ok(out) if out.event.seq == self.next_seq => {
-                    if !matches!(out.event.kind, EventKind::Rejected { .. }) {
-                        keep = shard;
+                    let unknown =
+                        matches!(out.event.kind, EventKind::Rejected { reason: RejectReason::UnknownOrder, .. });
+                    if !unknown && holder.is_none() {
+                        holder = Some(shard);
                     }
                 }
                 _ => return None,
             }
         }
+        let keep = holder.unwrap_or(0);
         for (shard, stream) in self.shards.iter_mut().enumerate() {
             if shard != keep {
                 // A shard without the order answers with one rejection.
@@ -167,11 +172,17 @@ impl<X> EventReader<X> {
             if self.is_finished() {
                 return;
             }
+            // Items may be waiting that cannot go yet (a later seq, a
+            // broadcast some shard has not answered): sleep until more arrive.
+            let seen = self.buffered();
             let signal = Arc::clone(&self.signal);
-            backoff.wait_for_data(&signal, || {
-                !self.external.is_empty() || self.shards.iter().any(|s| !s.is_empty()) || self.is_finished()
-            });
+            backoff.wait_for_data(&signal, || self.buffered() != seen || self.is_finished());
         }
+    }
+
+    /// Items in the rings, delivered or not yet.
+    fn buffered(&self) -> usize {
+        self.external.slots() + self.shards.iter().map(|s| s.slots()).sum::<usize>()
     }
 
     /// The `seq` whose events come next (everything before it is delivered).

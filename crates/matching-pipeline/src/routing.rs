@@ -122,7 +122,7 @@ mod tests {
         assert_eq!(routes.route(198, next), OrderRoute::Shard(0)); // not an order
         assert_eq!(routes.route(201, next), OrderRoute::Shard(0)); // not yet given
         assert_eq!(routes.route(0, next), OrderRoute::Shard(0));
-        assert_eq!(routes.route(next - 63, next), OrderRoute::Shard(((next - 63) % 5) as u8));
+        assert_eq!(routes.route(next - 62, next), OrderRoute::Shard(((next - 62) % 5) as u8));
         assert_eq!(routes.route(next - 64, next), OrderRoute::Broadcast);
         assert_eq!(routes.route(1, next), OrderRoute::Broadcast);
     }

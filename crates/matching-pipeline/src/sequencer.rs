@@ -155,6 +155,19 @@ impl<X: Copy> Sequencer<X> {
         seq
     }
 
+    /// As [`Sequencer::submit_external`], or `None` (and no `seq` taken)
+    /// when the external ring is full.
+    pub(crate) fn try_submit_external(&mut self, payload: X) -> Option<Seq> {
+        let seq = self.next_seq;
+        self.external.push((seq, payload)).ok()?;
+        if self.wait == WaitStrategy::Park {
+            self.output_signal.wake();
+        }
+        self.ids.record(seq, None);
+        self.next_seq += 1;
+        Some(seq)
+    }
+
     fn push_waiting_external(&mut self, item: (Seq, X)) {
         let mut backoff = Backoff::new(self.wait);
         while self.external.push(item).is_err() {

@@ -234,7 +234,7 @@ struct Location {
 pub struct Reference {
     orders_max: usize,
     symbols_max: usize,
-    instruments: Vec<Symbol>,
+    instruments: Option<Vec<Symbol>>,
     /// Keyed by the symbol's name, so books sort in byte order of the
     /// names without relying on `Symbol`'s own ordering.
     books: BTreeMap<String, Book>,
@@ -245,7 +245,7 @@ impl Reference {
     /// A reference with the limits (and instrument list) of a core `Config`.
     pub fn new(config: &Config) -> Reference {
         let mut books = BTreeMap::new();
-        for &symbol in &config.instruments {
+        for &symbol in config.instruments.iter().flatten() {
             books.insert(name(&symbol), Book::default());
         }
         Reference {
@@ -277,7 +277,7 @@ impl Reference {
         }
         // 2. invalid_symbol (only with a fixed instrument list; typed symbols
         //    always match the pattern)
-        if !self.instruments.is_empty() && !self.instruments.contains(&o.symbol) {
+        if self.instruments.as_ref().is_some_and(|listed| !listed.contains(&o.symbol)) {
             return Err(RejectReason::InvalidSymbol);
         }
         // 3. invalid_tif
