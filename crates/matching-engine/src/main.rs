@@ -2,6 +2,7 @@
 //!
 //! - `replay`: runs a file of JSON-line commands through the core (SPEC.md).
 //! - `bench`: measures the core on generated, realistic order flow.
+//! - `bench-engine`: measures the multi-core engine end to end, beside the core.
 //! - `generate`: writes such a flow as JSON lines, for `replay`.
 
 use std::process::ExitCode;
@@ -9,6 +10,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod bench_engine;
 mod generate;
 mod replay;
 
@@ -25,6 +27,8 @@ enum Command {
     Replay(replay::Args),
     /// Measure the order-book core on generated order flow.
     Bench(bench::Args),
+    /// Measure the multi-core engine: high load, realistic multi-symbol flow, open-loop latency.
+    BenchEngine(bench_engine::Args),
     /// Write generated order flow as JSON-line commands (stdout).
     Generate(generate::Args),
 }
@@ -34,6 +38,7 @@ fn main() -> ExitCode {
     let result = match cli.command {
         Command::Replay(args) => replay::run(args),
         Command::Bench(args) => bench::run(args),
+        Command::BenchEngine(args) => bench_engine::run(args),
         Command::Generate(args) => generate::run(args),
     };
     match result {

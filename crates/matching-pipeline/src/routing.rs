@@ -19,11 +19,15 @@ impl SymbolRouter {
         SymbolRouter { shards, table }
     }
 
-    #[inline]
+    #[inline(always)]
     pub(crate) fn shard_of(&self, symbol: &Symbol) -> u8 {
         if self.shards == 1 {
             return 0;
         }
+        self.shard_of_many(symbol)
+    }
+
+    fn shard_of_many(&self, symbol: &Symbol) -> u8 {
         if !self.table.is_empty()
             && let Some(&shard) = self.table.get(symbol)
         {

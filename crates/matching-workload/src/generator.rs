@@ -257,7 +257,7 @@ struct Generator {
 }
 
 impl Generator {
-    fn new(scenario: Scenario, params: Params, steps_total: u64, seed: u64) -> Generator {
+    fn new(symbol: Symbol, scenario: Scenario, params: Params, steps_total: u64, seed: u64) -> Generator {
         // Each scenario draws from its own stream of the same seed.
         let salt = (scenario as u64 + 1).wrapping_mul(0x9E37_79B9_7F4A_7C15);
         let config = Config {
@@ -269,7 +269,7 @@ impl Generator {
             params,
             rng: Xoshiro256PlusPlus::seed_from_u64(seed ^ salt),
             exchange: Exchange::new(config),
-            symbol: crate::symbol(),
+            symbol,
             distance: PowerLaw::new(DISTANCE_EXPONENT, DISTANCE_MAX_TICKS),
             pending: BinaryHeap::new(),
             step: 0,
@@ -579,9 +579,9 @@ impl Generator {
     }
 }
 
-pub(crate) fn generate(scenario: Scenario, commands: usize, seed: u64) -> Flow {
+pub(crate) fn generate(symbol: Symbol, scenario: Scenario, commands: usize, seed: u64) -> Flow {
     let params = Params::of(scenario);
-    let mut generator = Generator::new(scenario, params, commands as u64, seed);
+    let mut generator = Generator::new(symbol, scenario, params, commands as u64, seed);
     let mut warmup = Vec::with_capacity(params.warmup_orders);
     for _ in 0..params.warmup_orders {
         generator.warmup_order(&mut warmup);
@@ -600,7 +600,7 @@ pub(crate) fn generate(scenario: Scenario, commands: usize, seed: u64) -> Flow {
 
 pub(crate) fn standing_book(resting_orders: usize, seed: u64) -> Vec<Command> {
     let params = Params { warmup_orders: resting_orders, ..Params::of(Scenario::Normal) };
-    let mut generator = Generator::new(Scenario::Normal, params, 0, seed);
+    let mut generator = Generator::new(crate::symbol(), Scenario::Normal, params, 0, seed);
     let mut out = Vec::with_capacity(resting_orders);
     for _ in 0..resting_orders {
         generator.warmup_order(&mut out);

@@ -1,8 +1,13 @@
-//! Realistic, seeded order flow for one symbol, to measure the core on.
+//! Realistic, seeded order flow, to measure the core and the engine on.
 //!
-//! [`generate`] builds a [`Flow`]: warm-up commands that lay the initial
-//! standing book (applied untimed by a benchmark), then the timed commands.
-//! The flow imitates a real venue's (see the `generator.rs` module docs for
+//! [`generate`] builds a [`Flow`] for one symbol; [`generate_multi`] builds
+//! a [`MultiFlow`] over many symbols with skewed popularity, out of one
+//! single-symbol flow per symbol (see the `multi.rs` module docs);
+//! [`uniform_orders`] is the plain random load of the high-load benchmark.
+//!
+//! A [`Flow`] holds warm-up commands that lay the initial standing book
+//! (applied untimed by a benchmark), then the timed commands. The flow
+//! imitates a real venue's (see the `generator.rs` module docs for
 //! the model and its numbers):
 //!
 //! - the mid follows a random walk (none in [`Scenario::Fixed`], a slow one
@@ -38,6 +43,12 @@ use std::str::FromStr;
 use matching_core::{Command, Symbol};
 
 mod generator;
+mod multi;
+
+pub use multi::{
+    MultiFlow, SymbolFlow, UNIFORM_MID_TICKS, UNIFORM_SPREAD_TICKS, ZIPF_EXPONENT, generate_multi, generate_multi_of,
+    numbered_symbols, uniform_orders, zipf_counts,
+};
 
 /// The symbol every generated command trades.
 pub const SYMBOL: &str = "BENCH";
@@ -237,7 +248,13 @@ impl fmt::Display for FlowStats {
 /// Generates `commands` timed commands of `scenario` (plus the scenario's
 /// warm-up) from `seed`. The same arguments always give the same flow.
 pub fn generate(scenario: Scenario, commands: usize, seed: u64) -> Flow {
-    generator::generate(scenario, commands, seed)
+    generator::generate(symbol(), scenario, commands, seed)
+}
+
+/// As [`generate`], for the symbol `symbol` instead of [`SYMBOL`]: the same
+/// arguments give the same flow as [`generate`] but for the symbol name.
+pub fn generate_for(symbol: Symbol, scenario: Scenario, commands: usize, seed: u64) -> Flow {
+    generator::generate(symbol, scenario, commands, seed)
 }
 
 /// Commands that lay a standing book of `resting_orders` `gtc` limit orders
