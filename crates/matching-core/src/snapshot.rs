@@ -192,6 +192,17 @@ impl<L: PriceLevels> Exchange<L> {
     /// everything it reads (ranges, priority order, unique ids, an uncrossed
     /// book, the limits of `config`) and never panics on bad bytes.
     pub fn decode_state(config: Config, bytes: &[u8]) -> Result<Self, StateError> {
+        Exchange::decode_state_where(config, bytes, |_| true)
+    }
+
+    /// As [`Exchange::decode_state`], keeping only the books whose symbol
+    /// `keep` accepts (the others are read and checked, then passed over):
+    /// how each shard of an engine takes its part of one snapshot.
+    pub fn decode_state_where(
+        config: Config,
+        bytes: &[u8],
+        keep: impl Fn(&Symbol) -> bool,
+    ) -> Result<Self, StateError> {
         let mut exchange = Exchange::<L>::new(config);
         let mut r = Reader { bytes, offset: 0 };
         if r.take(4)? != MAGIC {
@@ -210,6 +221,15 @@ impl<L: PriceLevels> Exchange<L> {
                 return Err(r.error("books not in symbol order"));
             }
             previous = Some(symbol);
+            if !keep(&symbol) {
+                r.u64()?;
+                for side in [Side::Buy, Side::Sell] {
+                    for _ in 0..r.u64()? {
+                        r.order(side)?;
+                    }
+                }
+                continue;
+            }
             let book_ix = match exchange.book_by_symbol.get(&symbol) {
                 Some(&ix) => ix,
                 None if exchange.config.instruments.is_some() => {

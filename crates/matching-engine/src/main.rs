@@ -4,6 +4,7 @@
 //! - `bench`: measures the core on generated, realistic order flow.
 //! - `bench-engine`: measures the multi-core engine end to end, beside the core.
 //! - `generate`: writes such a flow as JSON lines, for `replay`.
+//! - `recover`, `journal inspect|verify`: the data directory of `replay --data`.
 
 use std::process::ExitCode;
 
@@ -11,6 +12,7 @@ use clap::{Parser, Subcommand};
 
 mod bench;
 mod bench_engine;
+mod data;
 mod generate;
 mod replay;
 
@@ -31,6 +33,11 @@ enum Command {
     BenchEngine(bench_engine::Args),
     /// Write generated order flow as JSON-line commands (stdout).
     Generate(generate::Args),
+    /// Rebuild the state from a data directory and print its last seq and state hash.
+    Recover(data::RecoverArgs),
+    /// Look at a data directory's journal and snapshots.
+    #[command(subcommand)]
+    Journal(data::JournalCommand),
 }
 
 fn main() -> ExitCode {
@@ -40,6 +47,8 @@ fn main() -> ExitCode {
         Command::Bench(args) => bench::run(args),
         Command::BenchEngine(args) => bench_engine::run(args),
         Command::Generate(args) => generate::run(args),
+        Command::Recover(args) => data::recover(args),
+        Command::Journal(command) => data::journal(command),
     };
     match result {
         Ok(()) => ExitCode::SUCCESS,

@@ -9,7 +9,10 @@ use std::path::PathBuf;
 
 use anyhow::Context;
 use matching_core::{Command, Config, Event, EventSink, Exchange};
-use matching_pipeline::{Clock, Engine, EngineConfig, Output, WaitStrategy};
+use std::sync::Arc;
+
+use matching_journal::storage::FsStorage;
+use matching_pipeline::{Clock, Durability, Engine, EngineConfig, FsyncPolicy, Output, RecoveryReport, WaitStrategy};
 use matching_proto::json;
 
 /// Longest command line accepted, in bytes. A longer line is one `malformed`
@@ -43,6 +46,39 @@ pub struct Args {
     /// How engine threads wait (with --shards).
     #[arg(long, value_enum, default_value_t = WaitChoice::SpinYield)]
     wait: WaitChoice,
+    /// Journal every command in this data directory (recovering what is
+    /// already there first; new commands continue its sequence). An event is
+    /// written only once its command is durable.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// When the journal syncs (with --data). `off` is for benchmarks only:
+    /// a crash then loses acknowledged commands.
+    #[arg(long, value_enum, default_value_t = FsyncChoice::Batch)]
+    fsync: FsyncChoice,
+    /// Write a snapshot after every this many commands (with --data).
+    #[arg(long)]
+    snapshot_every: Option<u64>,
+}
+
+/// `--fsync`: when the journal calls `fdatasync`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum FsyncChoice {
+    /// Once per group of records (group commit).
+    Batch,
+    /// Once per record.
+    Always,
+    /// Never (benchmarks only: nothing is durable).
+    Off,
+}
+
+impl From<FsyncChoice> for FsyncPolicy {
+    fn from(choice: FsyncChoice) -> FsyncPolicy {
+        match choice {
+            FsyncChoice::Batch => FsyncPolicy::Batch,
+            FsyncChoice::Always => FsyncPolicy::Always,
+            FsyncChoice::Off => FsyncPolicy::Off,
+        }
+    }
 }
 
 /// `--wait`: how engine threads wait for work or room.
@@ -88,21 +124,36 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Some(path) => Box::new(File::create(path).with_context(|| format!("cannot create output {}", path.display()))?),
     };
     let config = Config { orders_max: args.orders_max, symbols_max: args.symbols_max, ..Config::default() };
-    let exchanges = match args.shards {
-        None => {
+    let exchanges = match (args.shards, &args.data) {
+        (None, None) => {
             let mut exchange: Exchange = Exchange::new(config);
             replay(input, output, &mut exchange)?;
             vec![exchange]
         }
-        Some(shards) => {
+        (shards, data) => {
+            let durability = match data {
+                Some(dir) => {
+                    if args.fsync == FsyncChoice::Off {
+                        eprintln!(
+                            "warning: --fsync off: the journal is never synced; a crash loses acknowledged commands"
+                        );
+                    }
+                    let storage = FsStorage::open(dir).with_context(|| format!("cannot open {}", dir.display()))?;
+                    let mut durability = Durability::new(Arc::new(storage));
+                    durability.fsync = args.fsync.into();
+                    Some(durability)
+                }
+                None => None,
+            };
             let config = EngineConfig {
-                shards,
+                shards: shards.unwrap_or(1),
                 exchange: config,
                 wait: args.wait.into(),
                 clock: Clock::Zero,
+                durability,
                 ..EngineConfig::default()
             };
-            replay_sharded(input, output, config)?
+            replay_sharded(input, output, config, args.snapshot_every)?
         }
     };
     if let Some(path) = &args.book {
@@ -124,27 +175,46 @@ pub fn replay_sharded(
     mut input: impl BufRead,
     output: impl Write + Send + 'static,
     config: EngineConfig,
+    snapshot_every: Option<u64>,
 ) -> anyhow::Result<Vec<Exchange>> {
     let (engine, mut reader) = Engine::<json::ParseReject>::start(config)?;
+    if let Some(report) = engine.recovery() {
+        report_recovery(report);
+    }
+    let mut next_snapshot = snapshot_every.map(|every| engine.next_seq() + every.max(1));
     let writer = std::thread::Builder::new().name("replay-writer".into()).spawn(move || -> io::Result<()> {
         let mut output = output;
         let mut buffer = Vec::with_capacity(OUTPUT_FLUSH_BYTES + 4096);
-        let mut failed: Option<io::Error> = None;
-        reader.run(|item| {
-            match item {
+        let mut idle = 0u32;
+        loop {
+            let delivered = reader.poll(|item| match item {
                 Output::Event(event) => json::write_event(&mut buffer, event),
                 Output::External(seq, reject) => json::write_parse_reject(&mut buffer, seq, reject),
-            }
-            if buffer.len() >= OUTPUT_FLUSH_BYTES && failed.is_none() {
-                failed = output.write_all(&buffer).err();
+            });
+            // Write when the buffer is full, and whenever the engine has
+            // nothing more for now: with a journal, what is released is
+            // durable, and its lines should not wait for the next burst.
+            if buffer.len() >= OUTPUT_FLUSH_BYTES || (delivered == 0 && !buffer.is_empty()) {
+                output.write_all(&buffer)?;
+                output.flush()?;
                 buffer.clear();
             }
-        });
-        if let Some(error) = failed {
-            return Err(error);
+            if delivered > 0 {
+                idle = 0;
+                continue;
+            }
+            if reader.is_finished() || reader.journal_failure().is_some() {
+                return Ok(());
+            }
+            idle += 1;
+            if idle < 64 {
+                std::hint::spin_loop();
+            } else if idle < 128 {
+                std::thread::yield_now();
+            } else {
+                std::thread::sleep(std::time::Duration::from_micros(20));
+            }
         }
-        output.write_all(&buffer)?;
-        output.flush()
     })?;
     let mut line = Vec::with_capacity(1024);
     let mut batch = Vec::with_capacity(SUBMIT_BATCH);
@@ -172,9 +242,21 @@ pub fn replay_sharded(
                 engine.submit_external(reject);
             }
         }
+        if let Some(at) = next_snapshot
+            && engine.next_seq() >= at
+        {
+            engine.submit_batch(&batch);
+            batch.clear();
+            engine.snapshot().context("cannot write a snapshot")?;
+            next_snapshot = snapshot_every.map(|every| engine.next_seq() + every.max(1));
+        }
     };
     engine.submit_batch(&batch);
+    let failure = engine.journal_failure();
     let exchanges = engine.shutdown();
+    if let Some(failure) = failure {
+        anyhow::bail!("the journal failed: {failure}");
+    }
     let written = writer.join().map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;
     read.context("cannot read input")?;
     written.context("cannot write events")?;
@@ -206,6 +288,23 @@ pub fn replay(mut input: impl BufRead, mut output: impl Write, exchange: &mut Ex
     output.write_all(&sink.buffer).context("cannot write events")?;
     output.flush().context("cannot write events")?;
     Ok(())
+}
+
+/// Logs what recovery found, on stderr.
+pub fn report_recovery(report: &RecoveryReport) {
+    if let Some((seq, _)) = report.snapshot {
+        eprintln!("recovery: loaded the snapshot at seq {seq}");
+    }
+    for (file, reason) in &report.skipped_snapshots {
+        eprintln!("recovery: passed over snapshot {file}: {reason}");
+    }
+    if let Some(torn) = &report.torn_tail {
+        eprintln!(
+            "recovery: cut a torn tail off {} at byte {} ({} bytes dropped: {})",
+            torn.file, torn.offset, torn.bytes_dropped, torn.reason
+        );
+    }
+    eprintln!("recovery: {} journal records applied, last seq {}", report.records_applied, report.last_seq);
 }
 
 /// Reads one line (without its `\n`) into `line`, keeping at most `max`

@@ -4,3 +4,10 @@
 #![deny(unsafe_code)]
 
 pub mod format;
+mod journal;
+pub mod storage;
+
+pub use journal::{
+    JournalState, JournalWriter, Record, RecoveryError, RecoveryReport, SEGMENT_BYTES_DEFAULT, TornTail, recover,
+    segment_name, snapshot_name, write_snapshot,
+};

@@ -30,6 +30,7 @@
 
 #![deny(unsafe_code)]
 
+mod durable;
 mod merger;
 mod message;
 mod routing;
@@ -42,14 +43,20 @@ use std::sync::mpsc::{Receiver, sync_channel};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
-use matching_core::{Action, Config, Exchange, Seq, Symbol, hash_books};
+use matching_core::{
+    Action, BookState, Config, DiscardEvents, Exchange, RestingOrder, Seq, Side, Symbol, encode_books, hash_books,
+};
+use matching_journal::{JournalWriter, Record};
 use rtrb::RingBuffer;
 
+pub use durable::{Durability, FsyncPolicy};
+pub use matching_journal::{RecoveryError, RecoveryReport, TornTail};
 pub use merger::{EventReader, Output};
 pub use message::{Answer, DepthLevel, Query};
 pub use sequencer::Clock;
 pub use wait::WaitStrategy;
 
+use durable::{JournalEntry, JournalStatus, JournalThread};
 use message::ShardInput;
 use routing::{IdRoutes, SymbolRouter};
 use sequencer::Sequencer;
@@ -85,6 +92,8 @@ pub struct EngineConfig {
     /// submitting and reading threads.
     pub pin_cores: bool,
     pub clock: Clock,
+    /// Journal every command (and recover on start) when set.
+    pub durability: Option<Durability>,
 }
 
 impl Default for EngineConfig {
@@ -101,21 +110,106 @@ impl Default for EngineConfig {
             wait: WaitStrategy::default(),
             pin_cores: false,
             clock: Clock::default(),
+            durability: None,
         }
     }
 }
 
-/// A configuration the engine cannot run.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct ConfigError(pub String);
+/// Why the engine did not start.
+#[derive(Debug)]
+pub enum StartError {
+    /// A configuration the engine cannot run.
+    Config(String),
+    /// The data directory cannot be recovered (corruption, a gap, I/O).
+    Recovery(RecoveryError),
+}
 
-impl fmt::Display for ConfigError {
+impl fmt::Display for StartError {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "invalid engine configuration: {}", self.0)
+        match self {
+            StartError::Config(reason) => write!(f, "invalid engine configuration: {reason}"),
+            StartError::Recovery(error) => error.fmt(f),
+        }
     }
 }
 
-impl std::error::Error for ConfigError {}
+impl std::error::Error for StartError {}
+
+/// Rebuilds the books an engine with `config` would start with from its data
+/// directory, without starting it (for `recover` and `journal verify`):
+/// one [`Exchange`] per shard, and what recovery found. With `repair` false
+/// nothing on disk changes.
+pub fn recover_books(config: &EngineConfig, repair: bool) -> Result<(Vec<Exchange>, RecoveryReport), StartError> {
+    let Some(durability) = &config.durability else {
+        return Err(StartError::Config("no data directory configured".to_string()));
+    };
+    let router = SymbolRouter::new(config.shards.clamp(1, SHARDS_MAX), &config.symbol_shards);
+    recover_shards(config, durability, &router, repair).map_err(StartError::Recovery)
+}
+
+/// Rebuilds each shard's books from the data directory: the newest snapshot
+/// that loads, split by symbol over the shards, then the journal through the
+/// same single-threaded code the shards run.
+fn recover_shards(
+    config: &EngineConfig,
+    durability: &Durability,
+    router: &SymbolRouter,
+    repair: bool,
+) -> Result<(Vec<Exchange>, RecoveryReport), RecoveryError> {
+    let shard_config = |index: usize| {
+        let mut exchange_config = config.exchange.clone();
+        if let Some(listed) = &mut exchange_config.instruments {
+            listed.retain(|symbol| router.shard_of(symbol) as usize == index);
+        }
+        exchange_config
+    };
+    let fresh = || (0..config.shards).map(|i| Exchange::new(shard_config(i))).collect::<Vec<_>>();
+    // Both callbacks work on the shards' books, one after the other.
+    let exchanges = std::cell::RefCell::new(fresh());
+    let report = matching_journal::recover(
+        durability.storage.as_ref(),
+        repair,
+        |_seq, state_hash, body| {
+            let mut loaded = Vec::with_capacity(config.shards);
+            for index in 0..config.shards {
+                let exchange =
+                    Exchange::decode_state_where(shard_config(index), body, |s| router.shard_of(s) as usize == index)
+                        .map_err(|e| e.to_string())?;
+                loaded.push(exchange);
+            }
+            let mut parts: Vec<BookState> = loaded.iter().flat_map(|e| e.book_states()).collect();
+            if hash_books(&mut parts) != state_hash {
+                *exchanges.borrow_mut() = fresh();
+                return Err("the state does not hash to the snapshot's state hash".to_string());
+            }
+            *exchanges.borrow_mut() = loaded;
+            Ok(())
+        },
+        |record| {
+            if let Record::Command(command) = record {
+                let mut exchanges = exchanges.borrow_mut();
+                let shard = match command.action {
+                    Action::New(order) => router.shard_of(&order.symbol) as usize,
+                    Action::Cancel { order_id, .. } | Action::Modify { order_id, .. } => {
+                        exchanges.iter().position(|e| e.order(order_id).is_some()).unwrap_or(0)
+                    }
+                };
+                exchanges[shard].process(command, &mut DiscardEvents);
+            }
+        },
+    )?;
+    Ok((exchanges.into_inner(), report))
+}
+
+/// Every resting order of an exchange (to rebuild the routing window).
+fn resting_orders(exchange: &Exchange) -> impl Iterator<Item = RestingOrder> + '_ {
+    exchange.symbols().into_iter().flat_map(move |symbol| {
+        exchange
+            .book(&symbol)
+            .map(|book| book.orders(Side::Buy).chain(book.orders(Side::Sell)).collect::<Vec<_>>())
+            .unwrap_or_default()
+    })
+}
 
 /// The running engine: submit commands and ask questions from any thread;
 /// read events from the [`EventReader`] [`Engine::start`] returns.
@@ -129,6 +223,15 @@ pub struct Engine<X: Copy + Send + 'static = ()> {
     answers: Mutex<Vec<Receiver<Answer>>>,
     workers: Vec<JoinHandle<Exchange>>,
     router: SymbolRouter,
+    journal: Option<JournalHandle>,
+    recovery: Option<RecoveryReport>,
+}
+
+/// The engine's side of the journal thread.
+struct JournalHandle {
+    status: Arc<JournalStatus>,
+    thread: Option<JoinHandle<()>>,
+    storage: Arc<dyn matching_journal::storage::Storage>,
 }
 
 fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
@@ -139,9 +242,12 @@ fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
 
 impl<X: Copy + Send + 'static> Engine<X> {
     /// Starts the shard threads.
-    pub fn start(config: EngineConfig) -> Result<(Engine<X>, EventReader<X>), ConfigError> {
+    /// Starts the shard threads. With [`EngineConfig::durability`], first
+    /// recovers the data directory (and refuses to start on corruption),
+    /// then journals every command from where the journal ended.
+    pub fn start(config: EngineConfig) -> Result<(Engine<X>, EventReader<X>), StartError> {
         if config.shards == 0 || config.shards > SHARDS_MAX {
-            return Err(ConfigError(format!("shards must be in 1..={SHARDS_MAX}, not {}", config.shards)));
+            return Err(StartError::Config(format!("shards must be in 1..={SHARDS_MAX}, not {}", config.shards)));
         }
         for (name, size) in [
             ("input_ring", config.input_ring),
@@ -150,10 +256,30 @@ impl<X: Copy + Send + 'static> Engine<X> {
             ("batch_max", config.batch_max),
         ] {
             if size == 0 {
-                return Err(ConfigError(format!("{name} must be at least 1")));
+                return Err(StartError::Config(format!("{name} must be at least 1")));
             }
         }
         let router = SymbolRouter::new(config.shards, &config.symbol_shards);
+        let (mut exchanges, recovery) = match &config.durability {
+            Some(durability) => {
+                if durability.journal_ring == 0 {
+                    return Err(StartError::Config("journal_ring must be at least 1".to_string()));
+                }
+                let (exchanges, report) =
+                    recover_shards(&config, durability, &router, true).map_err(StartError::Recovery)?;
+                (exchanges.into_iter().map(Some).collect::<Vec<_>>(), Some(report))
+            }
+            None => ((0..config.shards).map(|_| None).collect(), None),
+        };
+        let next_seq = recovery.as_ref().map_or(1, |report| report.last_seq + 1);
+        let mut ids = IdRoutes::new(config.route_window);
+        for (shard, exchange) in exchanges.iter().enumerate() {
+            for order in exchange.iter().flat_map(resting_orders) {
+                if next_seq - order.order_id <= config.route_window as u64 {
+                    ids.record(order.order_id, Some(shard as u8));
+                }
+            }
+        }
         let cores = if config.pin_cores { core_affinity::get_core_ids().unwrap_or_default() } else { Vec::new() };
         let output_signal = Arc::new(Signal::default());
         let (external_producer, external_consumer) = RingBuffer::new(config.external_ring);
@@ -173,7 +299,7 @@ impl<X: Copy + Send + 'static> Engine<X> {
                 listed.retain(|symbol| router.shard_of(symbol) as usize == index);
             }
             let worker = Worker {
-                exchange: Exchange::new(exchange_config),
+                exchange: exchanges[index].take().unwrap_or_else(|| Exchange::new(exchange_config)),
                 input: input_consumer,
                 input_signal: Arc::clone(&input_signal),
                 sink: OutputSink {
@@ -195,37 +321,76 @@ impl<X: Copy + Send + 'static> Engine<X> {
                     }
                     worker.run()
                 })
-                .map_err(|e| ConfigError(format!("cannot start shard thread: {e}")))?;
+                .map_err(|e| StartError::Config(format!("cannot start shard thread: {e}")))?;
             inputs.push(input_producer);
             input_signals.push(input_signal);
             outputs.push(output_consumer);
             answers.push(answer_receiver);
             workers.push(handle);
         }
+        let journal_signal = Arc::new(Signal::default());
+        let (journal_producer, journal) = match (&config.durability, &recovery) {
+            (Some(durability), Some(report)) => {
+                let status = Arc::new(JournalStatus::default());
+                status.durable.store(report.last_seq, std::sync::atomic::Ordering::Release);
+                let writer =
+                    JournalWriter::open(Arc::clone(&durability.storage), &report.journal, durability.segment_bytes)
+                        .map_err(|e| StartError::Recovery(RecoveryError::Io(e)))?;
+                let (producer, consumer) = RingBuffer::new(durability.journal_ring);
+                let thread = JournalThread {
+                    writer,
+                    input: consumer,
+                    input_signal: Arc::clone(&journal_signal),
+                    status: Arc::clone(&status),
+                    output_signal: Arc::clone(&output_signal),
+                    policy: durability.fsync,
+                    group_bytes_max: durability.group_bytes_max,
+                    group_linger: durability.group_linger,
+                    wait: config.wait,
+                };
+                let handle = std::thread::Builder::new()
+                    .name("journal".into())
+                    .spawn(move || thread.run())
+                    .map_err(|e| StartError::Config(format!("cannot start journal thread: {e}")))?;
+                let journal = JournalHandle { status, thread: Some(handle), storage: Arc::clone(&durability.storage) };
+                (Some(producer), Some(journal))
+            }
+            _ => (None, None),
+        };
         let sequencer = Sequencer {
-            next_seq: 1,
+            next_seq,
             inputs,
             input_signals,
             external: external_producer,
             output_signal: Arc::clone(&output_signal),
             symbols: router.clone(),
-            ids: IdRoutes::new(config.route_window),
+            ids,
             clock: config.clock,
             wait: config.wait,
             batch_max: config.batch_max,
             routes: Vec::with_capacity(config.batch_max),
             room: vec![0; config.shards],
+            journal: journal_producer,
+            journal_signal,
         };
         let reader = EventReader {
             shards: outputs,
             external: external_consumer,
-            next_seq: 1,
+            next_seq,
             streaming: None,
             last_source: 0,
             signal: output_signal,
             wait: config.wait,
+            journal: journal.as_ref().map(|j| Arc::clone(&j.status)),
         };
-        let engine = Engine { sequencer: Mutex::new(sequencer), answers: Mutex::new(answers), workers, router };
+        let engine = Engine {
+            sequencer: Mutex::new(sequencer),
+            answers: Mutex::new(answers),
+            workers,
+            router,
+            journal,
+            recovery,
+        };
         Ok((engine, reader))
     }
 
@@ -318,18 +483,76 @@ impl<X: Copy + Send + 'static> Engine<X> {
         }
     }
 
+    /// What recovery found, when the engine journals.
+    pub fn recovery(&self) -> Option<&RecoveryReport> {
+        self.recovery.as_ref()
+    }
+
+    /// The last `seq` known durable (with a journal), or `None`.
+    pub fn durable_seq(&self) -> Option<Seq> {
+        self.journal.as_ref().map(|j| j.status.durable.load(std::sync::atomic::Ordering::Acquire))
+    }
+
+    /// Why the journal stopped, if it did (the engine then releases nothing more).
+    pub fn journal_failure(&self) -> Option<String> {
+        self.journal.as_ref().and_then(|j| j.status.failure())
+    }
+
+    /// Writes a snapshot of every book at the current `seq`, once the
+    /// journal is durable through it; keeps the newest two snapshots and
+    /// lets the journal delete the segments neither needs. Returns the
+    /// snapshot's `seq`. The reader must be drained meanwhile.
+    pub fn snapshot(&self) -> std::io::Result<Seq> {
+        let Some(journal) = &self.journal else {
+            return Err(std::io::Error::other("the engine has no data directory"));
+        };
+        let answers = locked(&self.answers);
+        let seq = {
+            let mut sequencer = locked(&self.sequencer);
+            for shard in 0..self.shards() {
+                sequencer.push_control(shard, ShardInput::Query(Query::State));
+            }
+            sequencer.next_seq - 1
+        };
+        let mut parts = Vec::new();
+        for receiver in answers.iter() {
+            if let Ok(Answer::State(state)) = receiver.recv() {
+                parts.extend(state);
+            }
+        }
+        drop(answers);
+        let state_hash = hash_books(&mut parts);
+        let body = encode_books(&mut parts);
+        // A snapshot must not get ahead of the journal it is joined to.
+        while journal.status.durable.load(std::sync::atomic::Ordering::Acquire) < seq {
+            if let Some(failure) = journal.status.failure() {
+                return Err(std::io::Error::other(failure));
+            }
+            std::thread::sleep(std::time::Duration::from_micros(50));
+        }
+        let prunable = matching_journal::write_snapshot(journal.storage.as_ref(), seq, state_hash, &body)?;
+        if let Some(through) = prunable {
+            locked(&self.sequencer).push_journal(JournalEntry::Prune(through));
+        }
+        Ok(seq)
+    }
+
     fn stop(&mut self) -> Vec<Exchange> {
         {
             let mut sequencer = locked(&self.sequencer);
             for shard in 0..self.workers.len() {
                 sequencer.push_control(shard, ShardInput::Shutdown);
             }
+            sequencer.push_journal(JournalEntry::Shutdown);
         }
         let mut exchanges = Vec::new();
         for handle in self.workers.drain(..) {
             if let Ok(exchange) = handle.join() {
                 exchanges.push(exchange);
             }
+        }
+        if let Some(thread) = self.journal.as_mut().and_then(|j| j.thread.take()) {
+            let _ = thread.join();
         }
         exchanges
     }

@@ -17,8 +17,10 @@ use std::sync::Arc;
 use matching_core::{Event, EventKind, RejectReason, Seq};
 use rtrb::Consumer;
 
+use crate::durable::JournalStatus;
 use crate::message::ShardOutput;
 use crate::wait::{Backoff, Signal, WaitStrategy};
+use std::sync::atomic::Ordering;
 
 /// One item of the merged stream.
 #[derive(Debug)]
@@ -45,6 +47,8 @@ pub struct EventReader<X> {
     pub(crate) last_source: usize,
     pub(crate) signal: Arc<Signal>,
     pub(crate) wait: WaitStrategy,
+    /// With a journal: events of a `seq` go out only once it is durable.
+    pub(crate) journal: Option<Arc<JournalStatus>>,
 }
 
 impl<X> EventReader<X> {
@@ -52,13 +56,17 @@ impl<X> EventReader<X> {
     /// Never blocks.
     pub fn poll(&mut self, mut handler: impl FnMut(Output<'_, X>)) -> usize {
         let mut delivered = 0;
+        let released = self.released();
         loop {
             if let Some(shard) = self.streaming {
-                match self.stream_from(shard, &mut handler) {
+                match self.stream_from(shard, released, &mut handler) {
                     0 => return delivered,
                     n => delivered += n,
                 }
                 continue;
+            }
+            if self.next_seq > released {
+                return delivered;
             }
             if let Ok((seq, _)) = self.external.peek()
                 && *seq == self.next_seq
@@ -89,7 +97,7 @@ impl<X> EventReader<X> {
     /// this shard's too. Reads and releases ring slots a run at a time.
     /// Returns how many were delivered; stops streaming at a command that
     /// is not this shard's to give next.
-    fn stream_from(&mut self, shard: usize, handler: &mut impl FnMut(Output<'_, X>)) -> usize {
+    fn stream_from(&mut self, shard: usize, released: Seq, handler: &mut impl FnMut(Output<'_, X>)) -> usize {
         let stream = &mut self.shards[shard];
         let available = stream.slots();
         let Ok(chunk) = stream.read_chunk(available) else {
@@ -99,7 +107,7 @@ impl<X> EventReader<X> {
         let mut taken = 0;
         let mut in_command = true;
         for out in first.iter().chain(second) {
-            if !in_command && (out.event.seq != self.next_seq || out.broadcast) {
+            if !in_command && (out.event.seq != self.next_seq || out.broadcast || out.event.seq > released) {
                 self.streaming = None;
                 break;
             }
@@ -153,6 +161,17 @@ impl<X> EventReader<X> {
         Some(keep)
     }
 
+    /// The last `seq` whose events may go out (everything, without a journal).
+    fn released(&self) -> Seq {
+        self.journal.as_ref().map_or(Seq::MAX, |status| status.durable.load(Ordering::Acquire))
+    }
+
+    /// Why the journal stopped, if it did: no event after the last durable
+    /// `seq` will ever be delivered.
+    pub fn journal_failure(&self) -> Option<String> {
+        self.journal.as_ref().and_then(|status| status.failure())
+    }
+
     /// Whether the engine has shut down and everything it sent is delivered.
     pub fn is_finished(&self) -> bool {
         self.shards.iter().all(|s| s.is_abandoned() && s.is_empty())
@@ -169,7 +188,7 @@ impl<X> EventReader<X> {
                 backoff.reset();
                 continue;
             }
-            if self.is_finished() {
+            if self.is_finished() || self.journal_failure().is_some() {
                 return;
             }
             // Items may be waiting that cannot go yet (a later seq, a

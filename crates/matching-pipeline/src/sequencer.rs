@@ -8,9 +8,11 @@ use std::time::{SystemTime, UNIX_EPOCH};
 use matching_core::{Action, Command, Seq};
 use rtrb::Producer;
 
+use crate::durable::JournalEntry;
 use crate::message::ShardInput;
 use crate::routing::{IdRoutes, OrderRoute, SymbolRouter};
 use crate::wait::{Backoff, Signal, WaitStrategy};
+use matching_journal::Record;
 
 /// Where timestamps come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -42,6 +44,9 @@ pub(crate) struct Sequencer<X> {
     pub(crate) routes: Vec<u8>,
     /// Per shard, free input slots seen at the start of the batch.
     pub(crate) room: Vec<usize>,
+    /// Sequencer → journal thread, when the engine journals.
+    pub(crate) journal: Option<Producer<JournalEntry>>,
+    pub(crate) journal_signal: Arc<Signal>,
 }
 
 impl<X: Copy> Sequencer<X> {
@@ -67,8 +72,9 @@ impl<X: Copy> Sequencer<X> {
         for (shard, room) in self.room.iter_mut().enumerate() {
             *room = self.inputs[shard].slots();
         }
+        let journal_room = self.journal.as_ref().map_or(usize::MAX, |j| j.slots());
         self.routes.clear();
-        for (i, action) in actions.iter().take(self.batch_max).enumerate() {
+        for (i, action) in actions.iter().take(self.batch_max.min(journal_room)).enumerate() {
             let seq = first_seq + i as u64;
             let (route, new_order_shard) = match action {
                 Action::New(order) => {
@@ -125,6 +131,23 @@ impl<X: Copy> Sequencer<X> {
                 self.input_signals[shard].wake();
             }
         }
+        if let Some(journal) = &mut self.journal
+            && let Ok(chunk) = journal.write_chunk_uninit(taken)
+        {
+            let records = actions[..taken].iter().enumerate().map(|(i, action)| {
+                let seq = first_seq + i as u64;
+                let mut action = *action;
+                if let Action::New(order) = &mut action {
+                    order.order_id = seq;
+                }
+                JournalEntry::Record(Record::Command(Command { seq, timestamp_ns, action }))
+            });
+            let written = chunk.fill_from_iter(records);
+            debug_assert_eq!(written, taken, "Invariant: the journal's room was counted");
+            if self.wait == WaitStrategy::Park {
+                self.journal_signal.wake();
+            }
+        }
         self.next_seq += taken as u64;
         (taken, first_seq)
     }
@@ -150,6 +173,7 @@ impl<X: Copy> Sequencer<X> {
     pub(crate) fn submit_external(&mut self, payload: X) -> Seq {
         let seq = self.next_seq;
         self.ids.record(seq, None);
+        self.push_journal(JournalEntry::Record(Record::External(seq)));
         self.push_waiting_external((seq, payload));
         self.next_seq += 1;
         seq
@@ -159,6 +183,10 @@ impl<X: Copy> Sequencer<X> {
     /// when the external ring is full.
     pub(crate) fn try_submit_external(&mut self, payload: X) -> Option<Seq> {
         let seq = self.next_seq;
+        if self.journal.as_ref().is_some_and(|j| j.slots() == 0) || self.external.slots() == 0 {
+            return None;
+        }
+        self.push_journal(JournalEntry::Record(Record::External(seq)));
         self.external.push((seq, payload)).ok()?;
         if self.wait == WaitStrategy::Park {
             self.output_signal.wake();
@@ -175,6 +203,18 @@ impl<X: Copy> Sequencer<X> {
         }
         if self.wait == WaitStrategy::Park {
             self.output_signal.wake();
+        }
+    }
+
+    /// Puts an entry on the journal ring (if the engine journals), waiting for room.
+    pub(crate) fn push_journal(&mut self, entry: JournalEntry) {
+        let Some(journal) = &mut self.journal else { return };
+        let mut backoff = Backoff::new(self.wait);
+        while journal.push(entry).is_err() {
+            backoff.wait_for_room();
+        }
+        if self.wait == WaitStrategy::Park {
+            self.journal_signal.wake();
         }
     }
 

@@ -13,7 +13,7 @@ use common::{
     Item, encode_shards, first_difference, limit, mixed_stream, oracle, run_engine, small_exchange, sym, with_timeout,
 };
 use matching_core::{Action, Config, Event, EventKind, Exchange, RejectReason, Seq, Side, Symbol};
-use matching_pipeline::{Answer, ConfigError, Engine, EngineConfig, Output, Query, SHARDS_MAX, WaitStrategy};
+use matching_pipeline::{Answer, Engine, EngineConfig, Output, Query, SHARDS_MAX, StartError, WaitStrategy};
 
 static ENGINES: Mutex<()> = Mutex::new(());
 
@@ -215,10 +215,11 @@ fn start_rejects_bad_configurations() {
         assert_eq!(SHARDS_MAX, 64);
         for (field, config) in cases {
             match Engine::<u32>::start(config.clone()) {
-                Err(ConfigError(message)) => {
+                Err(StartError::Config(message)) => {
                     assert!(message.contains(field), "{field}: {message}");
-                    assert!(ConfigError(message).to_string().starts_with("invalid engine configuration"));
+                    assert!(StartError::Config(message).to_string().starts_with("invalid engine configuration"));
                 }
+                Err(other) => panic!("{field}: unexpected {other}"),
                 Ok(_) => panic!("start accepted {field} in {config:?}"),
             }
         }

@@ -1,0 +1,187 @@
+//! The journal thread: appends every sequenced command to the write-ahead
+//! journal with group commit, and publishes how far the journal is durable.
+//! The merger releases a command's events only once its `seq` is durable;
+//! matching runs ahead meanwhile.
+
+use std::fmt;
+use std::io;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use matching_core::Seq;
+use matching_journal::{JournalWriter, Record, storage::Storage};
+use rtrb::Consumer;
+
+use crate::wait::{Backoff, Signal, WaitStrategy};
+
+/// When the journal calls `fdatasync`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+pub enum FsyncPolicy {
+    /// Once per group of records (everything that arrived while the last
+    /// sync ran, up to `group_bytes_max`): the default.
+    #[default]
+    Batch,
+    /// Once per record: the slow baseline group commit is measured against.
+    Always,
+    /// Never: records are written but nothing is durable. For benchmarks
+    /// only; a crash loses acknowledged commands.
+    Off,
+}
+
+/// Where and how the engine journals.
+#[derive(Clone)]
+pub struct Durability {
+    pub storage: Arc<dyn Storage>,
+    pub fsync: FsyncPolicy,
+    /// Records the sequencer → journal ring holds.
+    pub journal_ring: usize,
+    /// Most bytes written per group (a larger group is split).
+    pub group_bytes_max: usize,
+    /// How long the journal may wait for more records to join a group
+    /// before it syncs (0: sync as soon as the ring is empty).
+    pub group_linger: Duration,
+    /// How big a segment grows before the next starts.
+    pub segment_bytes: u64,
+}
+
+impl fmt::Debug for Durability {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Durability")
+            .field("storage", &self.storage.describe(""))
+            .field("fsync", &self.fsync)
+            .field("journal_ring", &self.journal_ring)
+            .field("group_bytes_max", &self.group_bytes_max)
+            .field("group_linger", &self.group_linger)
+            .field("segment_bytes", &self.segment_bytes)
+            .finish()
+    }
+}
+
+impl Durability {
+    pub fn new(storage: Arc<dyn Storage>) -> Durability {
+        Durability {
+            storage,
+            fsync: FsyncPolicy::Batch,
+            journal_ring: 1 << 16,
+            group_bytes_max: 4 << 20,
+            group_linger: Duration::ZERO,
+            segment_bytes: matching_journal::SEGMENT_BYTES_DEFAULT,
+        }
+    }
+}
+
+/// Sequencer → journal thread.
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum JournalEntry {
+    Record(Record),
+    /// Segments wholly at or before this `seq` are covered by snapshots.
+    Prune(Seq),
+    Shutdown,
+}
+
+/// What the journal thread tells everyone else.
+#[derive(Default)]
+pub(crate) struct JournalStatus {
+    /// Every record with `seq <= durable` is durable (per the policy).
+    pub(crate) durable: AtomicU64,
+    /// Set when the journal cannot write: nothing after `durable` will ever be released.
+    pub(crate) failure: Mutex<Option<String>>,
+}
+
+impl JournalStatus {
+    pub(crate) fn failure(&self) -> Option<String> {
+        self.failure.lock().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+}
+
+pub(crate) struct JournalThread {
+    pub(crate) writer: JournalWriter,
+    pub(crate) input: Consumer<JournalEntry>,
+    pub(crate) input_signal: Arc<Signal>,
+    pub(crate) status: Arc<JournalStatus>,
+    /// The merger sleeps on it.
+    pub(crate) output_signal: Arc<Signal>,
+    pub(crate) policy: FsyncPolicy,
+    pub(crate) group_bytes_max: usize,
+    pub(crate) group_linger: Duration,
+    pub(crate) wait: WaitStrategy,
+}
+
+impl JournalThread {
+    pub(crate) fn run(mut self) {
+        if let Err(error) = self.serve() {
+            *self.status.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(error.to_string());
+            // Wake the merger so a waiting reader notices.
+            self.output_signal.wake();
+        }
+    }
+
+    fn serve(&mut self) -> io::Result<()> {
+        let JournalThread {
+            writer,
+            input,
+            input_signal,
+            status,
+            output_signal,
+            policy,
+            group_bytes_max,
+            group_linger,
+            wait,
+        } = self;
+        let commit = |writer: &mut JournalWriter| -> io::Result<()> {
+            writer.write()?;
+            if *policy != FsyncPolicy::Off {
+                writer.sync()?;
+            }
+            status.durable.store(writer.last_seq(), Ordering::Release);
+            if *wait == WaitStrategy::Park {
+                output_signal.wake();
+            }
+            Ok(())
+        };
+        let mut backoff = Backoff::new(*wait);
+        let mut group_started: Option<Instant> = None;
+        loop {
+            let available = input.slots();
+            if available == 0 {
+                if writer.buffered() > 0 {
+                    if group_started.is_some_and(|t| t.elapsed() < *group_linger) {
+                        std::hint::spin_loop();
+                    } else {
+                        commit(writer)?;
+                        group_started = None;
+                    }
+                    continue;
+                }
+                backoff.wait_for_data(input_signal, || !input.is_empty());
+                continue;
+            }
+            backoff.reset();
+            let Ok(chunk) = input.read_chunk(available) else { continue };
+            let mut shutdown = false;
+            let mut prune = None;
+            for entry in chunk {
+                match entry {
+                    JournalEntry::Record(record) => {
+                        writer.append(&record)?;
+                        group_started.get_or_insert_with(Instant::now);
+                        if *policy == FsyncPolicy::Always || writer.buffered() >= *group_bytes_max {
+                            commit(writer)?;
+                            group_started = None;
+                        }
+                    }
+                    JournalEntry::Prune(seq) => prune = Some(seq),
+                    JournalEntry::Shutdown => shutdown = true,
+                }
+            }
+            if let Some(seq) = prune {
+                commit(writer)?;
+                writer.prune_through(seq)?;
+            }
+            if shutdown {
+                return commit(writer);
+            }
+        }
+    }
+}
