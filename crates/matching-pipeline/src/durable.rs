@@ -114,6 +114,22 @@ impl JournalThread {
             *self.status.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(error.to_string());
             // Wake the merger so a waiting reader notices.
             self.output_signal.wake();
+            self.discard_until_shutdown();
+        }
+    }
+
+    /// After a failure: nothing more can be made durable, so nothing more is
+    /// released; keep taking entries so the sequencer never blocks on a full
+    /// ring, until the engine shuts down.
+    fn discard_until_shutdown(&mut self) {
+        let mut backoff = Backoff::new(self.wait);
+        loop {
+            match self.input.pop() {
+                Ok(JournalEntry::Shutdown) => return,
+                Ok(_) => backoff.reset(),
+                Err(_) if self.input.is_abandoned() => return,
+                Err(_) => backoff.wait_for_room(),
+            }
         }
     }
 
