@@ -203,7 +203,14 @@ pub fn replay_sharded(
                 idle = 0;
                 continue;
             }
-            if reader.is_finished() || reader.journal_failure().is_some() {
+            if reader.is_done() {
+                // After a journal failure, keep the engine's rings moving
+                // (nothing more is printed) until it has shut down.
+                while !reader.is_finished() {
+                    if reader.discard() == 0 {
+                        std::thread::sleep(std::time::Duration::from_micros(100));
+                    }
+                }
                 return Ok(());
             }
             idle += 1;
@@ -230,28 +237,28 @@ pub fn replay_sharded(
         match if complete { json::parse_command(&line, 0) } else { Err(json::TOO_LONG) } {
             Ok(action) => {
                 batch.push(action);
-                if batch.len() == SUBMIT_BATCH {
-                    engine.submit_batch(&batch);
-                    batch.clear();
+                if batch.len() == SUBMIT_BATCH && !submit_all(&engine, &mut batch) {
+                    break Ok(());
                 }
             }
             Err(reject) => {
                 // Keep the order: what came before goes first.
-                engine.submit_batch(&batch);
-                batch.clear();
-                engine.submit_external(reject);
+                if !submit_all(&engine, &mut batch) || !submit_external(&engine, reject) {
+                    break Ok(());
+                }
             }
         }
         if let Some(at) = next_snapshot
             && engine.next_seq() >= at
         {
-            engine.submit_batch(&batch);
-            batch.clear();
+            if !submit_all(&engine, &mut batch) {
+                break Ok(());
+            }
             engine.snapshot().context("cannot write a snapshot")?;
             next_snapshot = snapshot_every.map(|every| engine.next_seq() + every.max(1));
         }
     };
-    engine.submit_batch(&batch);
+    submit_all(&engine, &mut batch);
     let failure = engine.journal_failure();
     let exchanges = engine.shutdown();
     if let Some(failure) = failure {
@@ -288,6 +295,36 @@ pub fn replay(mut input: impl BufRead, mut output: impl Write, exchange: &mut Ex
     output.write_all(&sink.buffer).context("cannot write events")?;
     output.flush().context("cannot write events")?;
     Ok(())
+}
+
+/// Submits and empties `batch`, waiting for room; `false` (and nothing more
+/// submitted) once the journal has failed.
+fn submit_all(engine: &Engine<json::ParseReject>, batch: &mut Vec<matching_core::Action>) -> bool {
+    let mut done = 0;
+    while done < batch.len() {
+        if engine.journal_failure().is_some() {
+            return false;
+        }
+        match engine.try_submit_batch(&batch[done..]) {
+            (0, _) => std::thread::sleep(std::time::Duration::from_micros(20)),
+            (taken, _) => done += taken,
+        }
+    }
+    batch.clear();
+    engine.journal_failure().is_none()
+}
+
+/// Submits one rejected line in order, waiting for room; `false` once the journal has failed.
+fn submit_external(engine: &Engine<json::ParseReject>, reject: json::ParseReject) -> bool {
+    loop {
+        if engine.journal_failure().is_some() {
+            return false;
+        }
+        if engine.try_submit_external(reject).is_some() {
+            return true;
+        }
+        std::thread::sleep(std::time::Duration::from_micros(20));
+    }
 }
 
 /// Logs what recovery found, on stderr.

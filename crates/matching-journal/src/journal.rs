@@ -281,11 +281,9 @@ pub fn recover(
     mut apply: impl FnMut(&Record),
 ) -> Result<RecoveryReport, RecoveryError> {
     let names = storage.list()?;
-    if repair {
-        for name in names.iter().filter(|n| n.ends_with(".tmp")) {
-            storage.remove(name)?;
-        }
-    }
+    // Changes to the directory are gathered and made only once recovery has
+    // succeeded: a refused recovery leaves everything as it found it.
+    let mut repairs: Vec<Repair> = names.iter().filter(|n| n.ends_with(".tmp")).cloned().map(Repair::Remove).collect();
     let mut report = RecoveryReport::default();
     let mut snapshots: Vec<(Seq, &String)> =
         names.iter().filter_map(|n| parse_name(n, "snapshot-", ".snap").map(|seq| (seq, n))).collect();
@@ -303,7 +301,11 @@ pub fn recover(
                 report.snapshot = Some((seq, hash));
                 break;
             }
-            Err(reason) => report.skipped_snapshots.push((storage.describe(name), reason)),
+            Err(reason) => {
+                report.skipped_snapshots.push((storage.describe(name), reason));
+                // Set aside, so that it is never counted as one of the two kept.
+                repairs.push(Repair::SetAside(name.clone()));
+            }
         }
     }
     let start_seq = report.snapshot.map_or(1, |(seq, _)| seq + 1);
@@ -330,10 +332,7 @@ pub fn recover(
                 if last_segment && later_valid_record(&bytes, SEGMENT_HEADER_LEN.min(bytes.len()), 0).is_none() =>
             {
                 // A crash while the segment was being created: nothing in it.
-                if repair {
-                    storage.remove(name)?;
-                    storage.sync_dir()?;
-                }
+                repairs.push(Repair::Remove(name.clone()));
                 report.torn_tail =
                     Some(TornTail { file, offset: 0, bytes_dropped: bytes.len() as u64, reason: reason.to_string() });
                 break;
@@ -365,7 +364,15 @@ pub fn recover(
         let mut link = chain_in;
         let mut offset = SEGMENT_HEADER_LEN;
         while offset < bytes.len() {
-            let record = match format::parse_record(&bytes[offset..]) {
+            let parsed = format::parse_record(&bytes[offset..]).and_then(|record| {
+                // A record whose body checks but whose chain field was never
+                // written (zeros past a sector boundary) is torn, not stale.
+                let unwritten_chain = record.chain_crc == 0
+                    && record.chain_crc != format::chain(link, record.body_crc)
+                    && format::get_u32(&bytes[offset..], 28) == 0;
+                if unwritten_chain { Err("record's chain field was not written") } else { Ok(record) }
+            });
+            let record = match parsed {
                 Ok(record) => record,
                 Err(reason) => {
                     if !last_segment {
@@ -377,9 +384,7 @@ pub fn recover(
                             &format!("{reason}, and a valid record follows at byte {later}: damage in the middle"),
                         ));
                     }
-                    if repair {
-                        storage.truncate(name, offset as u64)?;
-                    }
+                    repairs.push(Repair::Truncate(name.clone(), offset as u64));
                     report.torn_tail = Some(TornTail {
                         file: file.clone(),
                         offset: offset as u64,
@@ -428,7 +433,25 @@ pub fn recover(
         });
     }
     report.journal.last_seq = report.last_seq;
+    if repair {
+        for change in repairs {
+            match change {
+                Repair::Remove(name) => storage.remove(&name)?,
+                Repair::Truncate(name, len) => storage.truncate(&name, len)?,
+                Repair::SetAside(name) => storage.rename(&name, &format!("{name}.damaged"))?,
+            }
+        }
+        storage.sync_dir()?;
+    }
     Ok(report)
+}
+
+/// A change recovery makes to the directory once it has succeeded.
+enum Repair {
+    Remove(String),
+    Truncate(String, u64),
+    /// A snapshot that did not load: renamed `….damaged`, kept for inspection.
+    SetAside(String),
 }
 
 /// The offset of a whole, self-consistent record after `from` with a seq

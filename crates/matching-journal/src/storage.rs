@@ -40,16 +40,30 @@ pub trait StorageFile: Send {
 }
 
 /// Files in a directory of the file system.
+///
+/// Opening takes an exclusive lock on `dir/LOCK` for as long as any clone
+/// lives, so two processes never journal into (or repair) one directory.
 #[derive(Clone, Debug)]
 pub struct FsStorage {
     dir: PathBuf,
+    _lock: Arc<File>,
 }
 
+/// The lock file in a data directory.
+pub const LOCK_FILE: &str = "LOCK";
+
 impl FsStorage {
-    /// Uses `dir`, creating it if needed.
+    /// Uses `dir`, creating it if needed; fails if another process has it open.
     pub fn open(dir: impl AsRef<Path>) -> io::Result<FsStorage> {
         fs::create_dir_all(dir.as_ref())?;
-        Ok(FsStorage { dir: dir.as_ref().to_path_buf() })
+        let lock = OpenOptions::new().create(true).truncate(false).write(true).open(dir.as_ref().join(LOCK_FILE))?;
+        lock.try_lock().map_err(|_| {
+            io::Error::new(
+                io::ErrorKind::WouldBlock,
+                format!("{} is in use by another process (locked)", dir.as_ref().display()),
+            )
+        })?;
+        Ok(FsStorage { dir: dir.as_ref().to_path_buf(), _lock: Arc::new(lock) })
     }
 
     fn path(&self, name: &str) -> PathBuf {
@@ -76,6 +90,7 @@ impl Storage for FsStorage {
             let entry = entry?;
             if entry.file_type()?.is_file()
                 && let Ok(name) = entry.file_name().into_string()
+                && name != LOCK_FILE
             {
                 names.push(name);
             }
@@ -358,6 +373,17 @@ mod tests {
         assert_eq!(storage.crash(CrashMode::LoseUnsynced).list().unwrap(), vec!["a".to_string()]);
         storage.sync_dir().unwrap();
         assert_eq!(storage.crash(CrashMode::LoseUnsynced).list().unwrap(), vec!["b".to_string()]);
+    }
+
+    #[test]
+    fn a_directory_is_locked_while_open() {
+        let dir = std::env::temp_dir().join(format!("mx-storage-lock-{}", std::process::id()));
+        let first = FsStorage::open(&dir).unwrap();
+        let error = FsStorage::open(&dir).unwrap_err();
+        assert!(error.to_string().contains("in use"), "{error}");
+        drop(first);
+        FsStorage::open(&dir).unwrap();
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -172,6 +172,32 @@ impl<X> EventReader<X> {
         self.journal.as_ref().and_then(|status| status.failure())
     }
 
+    /// Whether nothing more will ever be delivered: the engine has shut down
+    /// and everything is delivered, or the journal failed and everything
+    /// durable is delivered.
+    pub fn is_done(&self) -> bool {
+        self.is_finished() || (self.journal_failure().is_some() && self.next_seq > self.released())
+    }
+
+    /// Drops every item waiting in the rings, delivered or not, and returns
+    /// how many. For a consumer whose journal failed: it keeps the shards
+    /// from blocking on full rings while the engine shuts down.
+    pub fn discard(&mut self) -> usize {
+        let mut dropped = 0;
+        for stream in &mut self.shards {
+            let available = stream.slots();
+            if let Ok(chunk) = stream.read_chunk(available) {
+                dropped += chunk.len();
+                chunk.commit_all();
+            }
+        }
+        while self.external.pop().is_ok() {
+            dropped += 1;
+        }
+        self.streaming = None;
+        dropped
+    }
+
     /// Whether the engine has shut down and everything it sent is delivered.
     pub fn is_finished(&self) -> bool {
         self.shards.iter().all(|s| s.is_abandoned() && s.is_empty())
@@ -179,8 +205,8 @@ impl<X> EventReader<X> {
             && self.external.is_empty()
     }
 
-    /// Delivers items as they come until the engine has shut down and every
-    /// item is delivered. Waits with the engine's wait strategy.
+    /// Delivers items as they come until nothing more will be (see
+    /// [`EventReader::is_done`]). Waits with the engine's wait strategy.
     pub fn run(&mut self, mut handler: impl FnMut(Output<'_, X>)) {
         let mut backoff = Backoff::new(self.wait);
         loop {
@@ -188,7 +214,7 @@ impl<X> EventReader<X> {
                 backoff.reset();
                 continue;
             }
-            if self.is_finished() || self.journal_failure().is_some() {
+            if self.is_done() {
                 return;
             }
             // Items may be waiting that cannot go yet (a later seq, a
