@@ -3,6 +3,7 @@
 //! - `replay`: runs a file of JSON-line commands through the core (SPEC.md).
 //! - `bench`: measures the core on generated, realistic order flow.
 //! - `bench-engine`: measures the multi-core engine end to end, beside the core.
+//! - `bench-durable`: measures the journal: throughput, ack latency, recovery, snapshots.
 //! - `generate`: writes such a flow as JSON lines, for `replay`.
 //! - `recover`, `journal inspect|verify`: the data directory of `replay --data`.
 
@@ -11,6 +12,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod bench;
+mod bench_durable;
 mod bench_engine;
 mod data;
 mod generate;
@@ -31,6 +33,8 @@ enum Command {
     Bench(bench::Args),
     /// Measure the multi-core engine: high load, realistic multi-symbol flow, open-loop latency.
     BenchEngine(bench_engine::Args),
+    /// Measure durability: journaled throughput, ack latency, recovery and snapshot times.
+    BenchDurable(bench_durable::Args),
     /// Write generated order flow as JSON-line commands (stdout).
     Generate(generate::Args),
     /// Rebuild the state from a data directory and print its last seq and state hash.
@@ -46,6 +50,7 @@ fn main() -> ExitCode {
         Command::Replay(args) => replay::run(args),
         Command::Bench(args) => bench::run(args),
         Command::BenchEngine(args) => bench_engine::run(args),
+        Command::BenchDurable(args) => bench_durable::run(args),
         Command::Generate(args) => generate::run(args),
         Command::Recover(args) => data::recover(args),
         Command::Journal(command) => data::journal(command),

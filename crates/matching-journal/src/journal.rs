@@ -63,6 +63,9 @@ pub struct JournalWriter {
     /// Encoded records not yet written.
     buffer: Vec<u8>,
     payload: Vec<u8>,
+    /// Whether a finished segment is synced before the next starts (not
+    /// when the journal is never synced at all: `--fsync off`).
+    sync_on_rotate: bool,
 }
 
 impl fmt::Debug for JournalWriter {
@@ -98,7 +101,14 @@ impl JournalWriter {
             last_seq: state.last_seq,
             buffer: Vec::with_capacity(1 << 20),
             payload: Vec::with_capacity(format::COMMAND_PAYLOAD_MAX),
+            sync_on_rotate: true,
         })
+    }
+
+    /// Whether a finished segment is synced before the next one starts
+    /// (default yes; no for a journal that is never synced).
+    pub fn set_sync_on_rotate(&mut self, sync: bool) {
+        self.sync_on_rotate = sync;
     }
 
     /// The `seq` of the last record appended.
@@ -158,7 +168,9 @@ impl JournalWriter {
     /// writing what is buffered.
     fn rotate(&mut self) -> io::Result<()> {
         self.write()?;
-        self.file.sync_data()?;
+        if self.sync_on_rotate {
+            self.file.sync_data()?;
+        }
         let first_seq = self.last_seq + 1;
         let (file, len) = new_segment(self.storage.as_ref(), first_seq, self.chain)?;
         self.file = file;

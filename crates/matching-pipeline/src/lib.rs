@@ -333,9 +333,10 @@ impl<X: Copy + Send + 'static> Engine<X> {
             (Some(durability), Some(report)) => {
                 let status = Arc::new(JournalStatus::default());
                 status.durable.store(report.last_seq, std::sync::atomic::Ordering::Release);
-                let writer =
+                let mut writer =
                     JournalWriter::open(Arc::clone(&durability.storage), &report.journal, durability.segment_bytes)
                         .map_err(|e| StartError::Recovery(RecoveryError::Io(e)))?;
+                writer.set_sync_on_rotate(durability.fsync != FsyncPolicy::Off);
                 let (producer, consumer) = RingBuffer::new(durability.journal_ring);
                 let thread = JournalThread {
                     writer,
