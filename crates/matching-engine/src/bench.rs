@@ -13,17 +13,21 @@
 //!
 //! The hot loop is generic over [`PriceLevels`], monomorphised per
 //! structure, so the comparison is of the structures and nothing else.
+//!
+//! [`Exchange`]: matching_core::Exchange
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
-use anyhow::{Context, anyhow, bail, ensure};
+use anyhow::{Context, bail, ensure};
 use hdrhistogram::Histogram;
-use matching_core::{
-    BTreeLevels, Config, DiscardEvents, Event, EventKind, EventSink, Exchange, LadderLevels, PriceLevels,
-    SortedVecLevels,
-};
+use matching_core::{BTreeLevels, Config, LadderLevels, PriceLevels, SortedVecLevels};
 use matching_workload::{Flow, Scenario, generate};
+
+use crate::bench_support::{
+    Checksum, Latency, Machine, Rates, exchange_config, flag_value, grouped, json_string, new_histogram, push_flag,
+    timed_process, warmed_up,
+};
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ScenarioChoice {
@@ -93,29 +97,16 @@ impl Args {
 
     /// The flags as a command line, every value spelled out.
     fn command_line(&self) -> String {
-        let scenario = match self.scenario {
-            ScenarioChoice::All => "all",
-            ScenarioChoice::Fixed => "fixed",
-            ScenarioChoice::Normal => "normal",
-            ScenarioChoice::Volatile => "volatile",
-            ScenarioChoice::Crash => "crash",
-        };
-        let levels = match self.levels {
-            LevelsChoice::SortedVec => "sorted-vec",
-            LevelsChoice::Btree => "btree",
-            LevelsChoice::Ladder => "ladder",
-            LevelsChoice::All => "all",
-        };
         let mut line = format!(
-            "matching-engine bench --scenario {scenario} --commands {} --runs {} --seed {} --levels {levels}",
-            self.commands, self.runs, self.seed
+            "matching-engine bench --scenario {} --commands {} --runs {} --seed {} --levels {}",
+            flag_value(&self.scenario),
+            self.commands,
+            self.runs,
+            self.seed,
+            flag_value(&self.levels)
         );
-        if self.json {
-            line.push_str(" --json");
-        }
-        if self.no_latency {
-            line.push_str(" --no-latency");
-        }
+        push_flag(&mut line, self.json, "--json");
+        push_flag(&mut line, self.no_latency, "--no-latency");
         line
     }
 }
@@ -137,42 +128,6 @@ impl Levels {
     }
 }
 
-/// Folds every event into a count and a hash: cheap, and it depends on
-/// every field that says what happened, so the optimiser must produce them all.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct Checksum {
-    events: u64,
-    hash: u64,
-}
-
-impl EventSink for Checksum {
-    #[inline]
-    fn event(&mut self, event: &Event) {
-        let value = match event.kind {
-            EventKind::Accepted { order_id, qty, price, .. } => {
-                1 ^ order_id << 8 ^ qty.rotate_left(40) ^ price.unwrap_or(0).rotate_left(20)
-            }
-            EventKind::Rejected { reason, order_id } => 2 ^ (reason as u64) << 4 ^ order_id.unwrap_or(0) << 8,
-            EventKind::Trade(t) => {
-                3 ^ t.maker_order_id << 8
-                    ^ t.taker_order_id.rotate_left(24)
-                    ^ t.qty.rotate_left(44)
-                    ^ t.price.rotate_left(12)
-                    ^ t.maker_remaining.rotate_left(52)
-                    ^ t.trade_id.rotate_left(32)
-            }
-            EventKind::Cancelled { order_id, reason, remaining } => {
-                4 ^ (reason as u64) << 4 ^ order_id << 8 ^ remaining.rotate_left(40)
-            }
-            EventKind::Modified { order_id, price, qty } => {
-                5 ^ order_id << 8 ^ price.rotate_left(20) ^ qty.rotate_left(40)
-            }
-        };
-        self.events += 1;
-        self.hash = (self.hash ^ value ^ event.seq.rotate_left(32)).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(27);
-    }
-}
-
 /// What one throughput run measured and produced.
 struct Run {
     elapsed: Duration,
@@ -180,36 +135,18 @@ struct Run {
     state_hash: u64,
 }
 
-/// A fresh exchange with the warm-up applied (untimed).
-fn warmed_up<L: PriceLevels>(flow: &Flow, config: &Config) -> Exchange<L> {
-    let mut exchange = Exchange::<L>::new(config.clone());
-    exchange.process_all(&flow.warmup, &mut DiscardEvents);
-    exchange
-}
-
+/// A fresh exchange, the warm-up applied untimed, then every timed command.
 #[inline(never)]
 fn throughput_run<L: PriceLevels>(flow: &Flow, config: &Config) -> Run {
-    let mut exchange = warmed_up::<L>(flow, config);
-    let mut sink = Checksum::default();
-    let commands = black_box(flow.commands.as_slice());
-    let started = Instant::now();
-    for command in commands {
-        exchange.process(command, &mut sink);
-    }
-    let elapsed = started.elapsed();
-    let checksum = black_box(sink);
+    let mut exchange = warmed_up::<L>(config, &flow.warmup);
+    let (elapsed, checksum) = timed_process(&mut exchange, &flow.commands);
     Run { elapsed, checksum, state_hash: exchange.state_hash() }
-}
-
-fn new_histogram() -> anyhow::Result<Histogram<u64>> {
-    // 1 ns to 60 s at 3 significant digits; allocated once, up front.
-    Histogram::new_with_bounds(1, 60_000_000_000, 3).map_err(|e| anyhow!("histogram: {e:?}"))
 }
 
 #[inline(never)]
 fn latency_run<L: PriceLevels>(flow: &Flow, config: &Config) -> anyhow::Result<(Histogram<u64>, Checksum)> {
     let mut histogram = new_histogram()?;
-    let mut exchange = warmed_up::<L>(flow, config);
+    let mut exchange = warmed_up::<L>(config, &flow.warmup);
     let mut sink = Checksum::default();
     for command in black_box(flow.commands.as_slice()) {
         let started = Instant::now();
@@ -232,25 +169,6 @@ fn timer_overhead() -> anyhow::Result<Histogram<u64>> {
     Ok(histogram)
 }
 
-#[derive(Clone, Copy, Debug)]
-struct Latency {
-    p50_ns: u64,
-    p99_ns: u64,
-    p999_ns: u64,
-    max_ns: u64,
-}
-
-impl Latency {
-    fn of(histogram: &Histogram<u64>) -> Latency {
-        Latency {
-            p50_ns: histogram.value_at_quantile(0.50),
-            p99_ns: histogram.value_at_quantile(0.99),
-            p999_ns: histogram.value_at_quantile(0.999),
-            max_ns: histogram.max(),
-        }
-    }
-}
-
 /// One line of the table.
 struct Row {
     scenario: Scenario,
@@ -258,19 +176,14 @@ struct Row {
     commands: usize,
     warmup: usize,
     events: u64,
-    /// Commands per second over the runs, ascending.
-    rates: Vec<f64>,
+    /// Commands per second over the runs.
+    rates: Rates,
     latency: Option<Latency>,
 }
 
 impl Row {
-    fn median(&self) -> f64 {
-        let n = self.rates.len();
-        if n % 2 == 1 { self.rates[n / 2] } else { (self.rates[n / 2 - 1] + self.rates[n / 2]) / 2.0 }
-    }
-
     fn events_per_s(&self) -> f64 {
-        self.median() * self.events as f64 / self.commands as f64
+        self.rates.median() * self.events as f64 / self.commands as f64
     }
 }
 
@@ -319,7 +232,6 @@ fn measure<L: PriceLevels>(
         );
         rates.push(rate);
     }
-    rates.sort_by(f64::total_cmp);
     let latency = if args.no_latency {
         None
     } else {
@@ -346,56 +258,16 @@ fn measure<L: PriceLevels>(
         commands: flow.commands.len(),
         warmup: flow.warmup.len(),
         events: flow.stats.events,
-        rates,
+        rates: Rates::of(rates),
         latency,
     })
-}
-
-/// `1234567.8` as `1,234,568`.
-fn grouped(value: f64) -> String {
-    let digits = format!("{:.0}", value.max(0.0));
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// A JSON string literal.
-fn json_string(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
-}
-
-fn cpu_model() -> Option<String> {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").ok()?;
-    cpuinfo
-        .lines()
-        .find(|line| line.starts_with("model name"))
-        .and_then(|line| line.split_once(':'))
-        .map(|(_, model)| model.trim().to_string())
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     ensure!(args.runs >= 1, "--runs must be at least 1");
     ensure!(args.commands >= 1, "--commands must be at least 1");
     let wall = Instant::now();
-    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let cpu = cpu_model().unwrap_or_else(|| "unknown".to_string());
-    let invoked = std::env::args().collect::<Vec<_>>().join(" ");
+    let Machine { nproc, cpu, invoked } = Machine::probe();
     let overhead = Latency::of(&timer_overhead()?);
 
     let mut rows = Vec::new();
@@ -410,11 +282,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             started.elapsed(),
             flow.stats
         );
-        let config = Config {
-            orders_preallocated: (flow.stats.resting_max as usize * 2).max(1 << 16),
-            levels_preallocated: 4096,
-            ..Config::default()
-        };
+        let config = exchange_config(flow.stats.resting_max * 2, 4096);
         let mut expected = None;
         for levels in args.levels() {
             let row = match levels {
@@ -437,14 +305,11 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         );
         for row in &rows {
             let latency = match row.latency {
-                Some(l) => format!(
-                    "\"p50_ns\":{},\"p99_ns\":{},\"p999_ns\":{},\"max_ns\":{}",
-                    l.p50_ns, l.p99_ns, l.p999_ns, l.max_ns
-                ),
+                Some(l) => l.json(),
                 None => "\"p50_ns\":null,\"p99_ns\":null,\"p999_ns\":null,\"max_ns\":null".to_string(),
             };
             println!(
-                "{{\"kind\":\"result\",\"scenario\":\"{}\",\"levels\":\"{}\",\"commands\":{},\"warmup\":{},\"runs\":{},\"seed\":{},\"events\":{},\"commands_per_s_median\":{:.0},\"commands_per_s_min\":{:.0},\"commands_per_s_max\":{:.0},\"events_per_s\":{:.0},{latency}}}",
+                "{{\"kind\":\"result\",\"scenario\":\"{}\",\"levels\":\"{}\",\"commands\":{},\"warmup\":{},\"runs\":{},\"seed\":{},\"events\":{},{},\"events_per_s\":{:.0},{latency}}}",
                 row.scenario,
                 row.levels.name(),
                 row.commands,
@@ -452,9 +317,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 row.rates.len(),
                 args.seed,
                 row.events,
-                row.median(),
-                row.rates[0],
-                row.rates[row.rates.len() - 1],
+                row.rates.json("commands_per_s"),
                 row.events_per_s(),
             );
         }
@@ -478,12 +341,10 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 None => "- | - | - | -".to_string(),
             };
             println!(
-                "| {} | {} | {} | {} | {} | {} | {latency} |",
+                "| {} | {} | {} | {} | {latency} |",
                 row.scenario,
                 row.levels.name(),
-                grouped(row.median()),
-                grouped(row.rates[0]),
-                grouped(row.rates[row.rates.len() - 1]),
+                row.rates.grouped_cells(),
                 grouped(row.events_per_s()),
             );
         }
@@ -495,19 +356,6 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn grouped_puts_commas_between_thousands() {
-        assert_eq!(grouped(0.0), "0");
-        assert_eq!(grouped(999.4), "999");
-        assert_eq!(grouped(1000.0), "1,000");
-        assert_eq!(grouped(1_234_567.8), "1,234,568");
-    }
-
-    #[test]
-    fn json_strings_are_escaped() {
-        assert_eq!(json_string("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000a\"");
-    }
 
     #[test]
     fn a_small_bench_runs_and_agrees_across_structures() {

@@ -41,9 +41,11 @@
 //! which is removed at the end. Each table is followed by the load other
 //! processes put on the machine while it ran (from `/proc/stat`).
 //!
-//! The helpers shared with `bench_engine` (the event checksum, the client
-//! loop, the open loop, the load meter) are copies: that module's items
-//! are private to it.
+//! What it shares with `bench` and `bench-engine` (the event checksum, the
+//! bare core, the client loop and the open loop, the load meter, the
+//! formatting) is in [`crate::bench_support`].
+//!
+//! [`generate_multi`]: matching_workload::generate_multi
 
 use std::fs::{self, File, OpenOptions};
 use std::hint::black_box;
@@ -56,17 +58,17 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context, anyhow, bail, ensure};
 use hdrhistogram::Histogram;
-use matching_core::{
-    Action, Command, Config, DiscardEvents, Event, EventKind, EventSink, Exchange, NewOrder, Side, encode_books,
-    hash_books,
-};
+use matching_core::{Action, Command, Config, DiscardEvents, Exchange, NewOrder, Side, encode_books, hash_books};
 use matching_journal::storage::{FsStorage, Storage, StorageFile};
 use matching_journal::{snapshot_name, write_snapshot};
-use matching_pipeline::{
-    Answer, Durability, Engine, EngineConfig, EventReader, FsyncPolicy, Output, Query, WaitStrategy, recover_books,
-};
-use matching_workload::{MID_START_TICKS, MultiFlow, generate_multi, numbered_symbols};
+use matching_pipeline::{Answer, Durability, Engine, EngineConfig, FsyncPolicy, Query, WaitStrategy, recover_books};
+use matching_workload::{MID_START_TICKS, numbered_symbols};
 
+use crate::bench_support::{
+    self, Checksum, ClientIdle, IDLE_SPINS, JIFFIES_PER_S, Latency, LoadBreakdown, LoadMeter, Machine, Prepared, Rates,
+    Report, WARMUP_BATCH, bare_rates, bare_run, exchange_config, flag_value, grouped, json_string, list, load_average,
+    micros, new_histogram, offered_rates, open_loop, prepare, pump, push_flag, wait_name,
+};
 use crate::replay::WaitChoice;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -82,19 +84,6 @@ pub enum Part {
     /// Snapshot write time of a ~1M-order book, and recovery from it.
     Snapshot,
     All,
-}
-
-impl Part {
-    fn name(self) -> &'static str {
-        match self {
-            Part::Fsync => "fsync",
-            Part::Throughput => "throughput",
-            Part::Latency => "latency",
-            Part::Recovery => "recovery",
-            Part::Snapshot => "snapshot",
-            Part::All => "all",
-        }
-    }
 }
 
 /// `--journals`: which engines the throughput part compares.
@@ -180,18 +169,6 @@ pub struct Args {
     json: bool,
 }
 
-fn list<T: ToString>(values: &[T]) -> String {
-    values.iter().map(T::to_string).collect::<Vec<_>>().join(",")
-}
-
-fn wait_name(wait: WaitStrategy) -> &'static str {
-    match wait {
-        WaitStrategy::BusySpin => "busy-spin",
-        WaitStrategy::SpinYield => "spin-yield",
-        WaitStrategy::Park => "park",
-    }
-}
-
 impl Args {
     /// The flags as a command line, every value spelled out.
     fn command_line(&self) -> String {
@@ -199,7 +176,7 @@ impl Args {
             "matching-engine bench-durable --part {} --runs {} --always-runs {} --seed {} --symbols {} \
              --commands {} --journals {} --batch-list {} --always-commands {} --wait {} --latency-waits {} --rates {} --saturation-fractions {} \
              --latency-seconds {} --snapshot-orders {} --snapshot-symbols {} --segment-mib {} --fsync-samples {}",
-            self.part.name(),
+            flag_value(&self.part),
             self.runs,
             self.always_runs,
             self.seed,
@@ -218,15 +195,11 @@ impl Args {
             self.segment_mib,
             self.fsync_samples,
         );
-        if self.cold {
-            line.push_str(" --cold");
-        }
+        push_flag(&mut line, self.cold, "--cold");
         if let Some(dir) = &self.dir {
             line.push_str(&format!(" --dir {}", dir.display()));
         }
-        if self.json {
-            line.push_str(" --json");
-        }
+        push_flag(&mut line, self.json, "--json");
         line
     }
 
@@ -257,265 +230,7 @@ impl Args {
     }
 }
 
-// ----- what the parts share (copied from bench_engine, whose items are private) -----
-
-/// Folds every event into a count and a hash: `bench`'s fold, so two
-/// streams with equal checksums are (but for a 64-bit collision) the same
-/// events in the same order.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct Checksum {
-    events: u64,
-    hash: u64,
-}
-
-impl EventSink for Checksum {
-    #[inline]
-    fn event(&mut self, event: &Event) {
-        let value = match event.kind {
-            EventKind::Accepted { order_id, qty, price, .. } => {
-                1 ^ order_id << 8 ^ qty.rotate_left(40) ^ price.unwrap_or(0).rotate_left(20)
-            }
-            EventKind::Rejected { reason, order_id } => 2 ^ (reason as u64) << 4 ^ order_id.unwrap_or(0) << 8,
-            EventKind::Trade(t) => {
-                3 ^ t.maker_order_id << 8
-                    ^ t.taker_order_id.rotate_left(24)
-                    ^ t.qty.rotate_left(44)
-                    ^ t.price.rotate_left(12)
-                    ^ t.maker_remaining.rotate_left(52)
-                    ^ t.trade_id.rotate_left(32)
-            }
-            EventKind::Cancelled { order_id, reason, remaining } => {
-                4 ^ (reason as u64) << 4 ^ order_id << 8 ^ remaining.rotate_left(40)
-            }
-            EventKind::Modified { order_id, price, qty } => {
-                5 ^ order_id << 8 ^ price.rotate_left(20) ^ qty.rotate_left(40)
-            }
-        };
-        self.events += 1;
-        self.hash = (self.hash ^ value ^ event.seq.rotate_left(32)).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(27);
-    }
-}
-
-/// How the client thread idles when it could neither submit nor deliver:
-/// like the engine's threads, spin, then yield; with `Park`, after a few
-/// yields it sleeps a little (the engine's threads park; the client has
-/// nobody to wake it, so it naps), leaving the cores to the engine.
-struct Idle {
-    strategy: WaitStrategy,
-    step: u32,
-}
-
-const IDLE_SPINS: u32 = 64;
-/// Yields before a `Park` client naps.
-const IDLE_YIELDS: u32 = 16;
-/// A `Park` client's nap (the timer slack adds ~50 µs more).
-const IDLE_NAP: Duration = Duration::from_micros(20);
-
-impl Idle {
-    fn new(strategy: WaitStrategy) -> Idle {
-        Idle { strategy, step: 0 }
-    }
-
-    #[inline]
-    fn wait(&mut self) {
-        self.step = self.step.saturating_add(1);
-        match self.strategy {
-            WaitStrategy::BusySpin => std::hint::spin_loop(),
-            _ if self.step <= IDLE_SPINS => std::hint::spin_loop(),
-            WaitStrategy::SpinYield => std::thread::yield_now(),
-            WaitStrategy::Park if self.step <= IDLE_SPINS + IDLE_YIELDS => std::thread::yield_now(),
-            WaitStrategy::Park => std::thread::sleep(IDLE_NAP),
-        }
-    }
-
-    #[inline]
-    fn reset(&mut self) {
-        self.step = 0;
-    }
-}
-
-/// Idle waits between looks at whether the journal failed (a failed
-/// journal releases nothing more: without the look the client would wait forever).
-const FAILURE_CHECK_EVERY: u32 = 1 << 14;
-
-fn journal_ok(reader: &EventReader<()>) -> anyhow::Result<()> {
-    match reader.journal_failure() {
-        Some(failure) => bail!("the journal failed: {failure}"),
-        None => Ok(()),
-    }
-}
-
-/// Submits `actions` at most `batch` per call and drains the reader in
-/// between, on this one thread, until every event of them is delivered
-/// (with a journal: until all of them are durable).
-#[inline(never)]
-fn pump<S: EventSink>(
-    engine: &Engine,
-    reader: &mut EventReader<()>,
-    actions: &[Action],
-    batch: usize,
-    wait: WaitStrategy,
-    sink: &mut S,
-) -> anyhow::Result<()> {
-    let mut idle = Idle::new(wait);
-    let mut stalls = 0u32;
-    let mut deliver = |output: Output<'_, ()>| {
-        if let Output::Event(event) = output {
-            sink.event(event);
-        }
-    };
-    let mut done = 0;
-    let last = engine.next_seq() + actions.len() as u64;
-    while done < actions.len() || reader.next_seq() < last {
-        let taken = if done < actions.len() {
-            let end = (done + batch).min(actions.len());
-            engine.try_submit_batch(&actions[done..end]).0
-        } else {
-            0
-        };
-        done += taken;
-        let delivered = reader.poll(&mut deliver);
-        if taken == 0 && delivered == 0 {
-            idle.wait();
-            stalls = stalls.wrapping_add(1);
-            if stalls.is_multiple_of(FAILURE_CHECK_EVERY) {
-                journal_ok(reader)?;
-            }
-        } else {
-            idle.reset();
-        }
-    }
-    Ok(())
-}
-
-/// Warm-up commands go in this many at a time (untimed).
-const WARMUP_BATCH: usize = 4096;
-
-/// The bare core: one `Exchange`, no threads; warm-up untimed, then
-/// `process` over `commands` between two clock reads.
-#[inline(never)]
-fn bare_run(exchange: &Config, warmup: &[Command], commands: &[Command]) -> (Duration, Checksum) {
-    let mut core: Exchange = Exchange::new(exchange.clone());
-    core.process_all(warmup, &mut DiscardEvents);
-    let mut sink = Checksum::default();
-    let commands = black_box(commands);
-    let started = Instant::now();
-    for command in commands {
-        core.process(command, &mut sink);
-    }
-    let elapsed = started.elapsed();
-    (elapsed, black_box(sink))
-}
-
-/// Values over runs, ascending.
-#[derive(Clone, Debug)]
-struct Rates(Vec<f64>);
-
-impl Rates {
-    fn of(mut rates: Vec<f64>) -> Rates {
-        rates.sort_by(f64::total_cmp);
-        Rates(rates)
-    }
-
-    fn median(&self) -> f64 {
-        let n = self.0.len();
-        if n % 2 == 1 { self.0[n / 2] } else { (self.0[n / 2 - 1] + self.0[n / 2]) / 2.0 }
-    }
-
-    fn min(&self) -> f64 {
-        self.0[0]
-    }
-
-    fn max(&self) -> f64 {
-        self.0[self.0.len() - 1]
-    }
-}
-
-// ----- the machine and its load -----
-
-/// CPU time counters of the machine and of this process, in jiffies.
-#[derive(Clone, Copy, Debug)]
-struct CpuTimes {
-    at: Instant,
-    /// User-mode time of the machine (user + nice; guest is inside user).
-    user: u64,
-    /// Kernel time of the machine (system + irq + softirq): kernel threads
-    /// (the file system's journal, writeback, block completions) count here.
-    system: u64,
-    steal: u64,
-    /// This process's user and kernel time (all its threads, living or joined).
-    ours_user: u64,
-    ours_system: u64,
-}
-
-const JIFFIES_PER_S: f64 = 100.0;
-
-impl CpuTimes {
-    fn now() -> Option<CpuTimes> {
-        let stat = fs::read_to_string("/proc/stat").ok()?;
-        let cpu: Vec<u64> = stat.lines().next()?.split_whitespace().skip(1).map(|f| f.parse().unwrap_or(0)).collect();
-        let field = |i: usize| cpu.get(i).copied().unwrap_or(0);
-        let own = fs::read_to_string("/proc/self/stat").ok()?;
-        let after_name = &own[own.rfind(')')? + 1..];
-        let fields: Vec<&str> = after_name.split_whitespace().collect();
-        Some(CpuTimes {
-            at: Instant::now(),
-            user: field(0) + field(1),
-            system: field(2) + field(5) + field(6),
-            steal: field(7),
-            ours_user: fields.get(11)?.parse().ok()?,
-            ours_system: fields.get(12)?.parse().ok()?,
-        })
-    }
-}
-
-/// What others took while a table ran, in cores on average.
-#[derive(Clone, Copy, Debug)]
-struct Load {
-    /// User-mode time of other processes: they competed for the cores.
-    others_user: f64,
-    /// Kernel time not charged to this process: mostly kernel threads doing
-    /// this benchmark's I/O (file-system journal commits, writeback,
-    /// discards), plus other processes' system calls.
-    others_system: f64,
-    steal: f64,
-    seconds: f64,
-}
-
-struct LoadMeter(Option<CpuTimes>);
-
-impl LoadMeter {
-    fn start() -> LoadMeter {
-        LoadMeter(CpuTimes::now())
-    }
-
-    fn stop(&self) -> Option<Load> {
-        let (a, b) = (self.0?, CpuTimes::now()?);
-        let seconds = b.at.duration_since(a.at).as_secs_f64().max(1e-3);
-        let cores = |jiffies: u64| jiffies as f64 / JIFFIES_PER_S / seconds;
-        Some(Load {
-            others_user: cores((b.user - a.user).saturating_sub(b.ours_user - a.ours_user)),
-            others_system: cores((b.system - a.system).saturating_sub(b.ours_system - a.ours_system)),
-            steal: cores(b.steal - a.steal),
-            seconds,
-        })
-    }
-}
-
-fn cpu_model() -> Option<String> {
-    let cpuinfo = fs::read_to_string("/proc/cpuinfo").ok()?;
-    cpuinfo
-        .lines()
-        .find(|line| line.starts_with("model name"))
-        .and_then(|line| line.split_once(':'))
-        .map(|(_, model)| model.trim().to_string())
-}
-
-fn load_average() -> String {
-    fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".to_string())
-}
+// ----- the machine -----
 
 /// The file system a path is on, from `/proc/mounts`: "ext4 on /dev/vda (rw,…)".
 fn file_system(path: &Path) -> String {
@@ -546,44 +261,6 @@ fn utc_now() -> String {
     let month = if mp < 10 { mp + 3 } else { mp - 9 };
     let year = yoe + era * 400 + (month <= 2) as i64;
     format!("{year:04}-{month:02}-{day:02} {:02}:{:02}:{:02} UTC", rest / 3600, rest / 60 % 60, rest % 60)
-}
-
-struct Report {
-    nproc: usize,
-    json: bool,
-}
-
-impl Report {
-    /// Marks a configuration with more busy threads than cores.
-    fn mark(&self, threads: usize) -> &'static str {
-        if threads > self.nproc { " †" } else { "" }
-    }
-
-    fn load_note(&self, load: Option<Load>) {
-        match load {
-            Some(l) if l.seconds < 1.0 => println!(
-                "> Load while this table ran: not measured (it took {:.2} s; /proc/stat counts in 10 ms ticks).",
-                l.seconds
-            ),
-            Some(l) => println!(
-                "> Load while this table ran ({:.0} s): other processes' user time {:.2} cores; kernel time \
-                 not charged to this process {:.2} cores (mostly the kernel threads doing this benchmark's \
-                 I/O: file-system journal, writeback, discards); hypervisor steal {:.2} cores.",
-                l.seconds, l.others_user, l.others_system, l.steal
-            ),
-            None => println!("> Load while this table ran: unknown (no /proc)."),
-        }
-        println!();
-    }
-
-    fn json_load(&self, table: &str, load: Option<Load>) {
-        if let Some(l) = load {
-            println!(
-                "{{\"kind\":\"load\",\"table\":\"{table}\",\"seconds\":{:.1},\"others_user_cores\":{:.3},\"others_system_cores\":{:.3},\"steal_cores\":{:.3}}}",
-                l.seconds, l.others_user, l.others_system, l.steal
-            );
-        }
-    }
 }
 
 // ----- the scratch directory -----
@@ -851,21 +528,14 @@ fn plain_durability(dir: &Path) -> anyhow::Result<Durability> {
     Ok(Durability::new(Arc::new(storage)))
 }
 
-fn engine_config(exchange: &Config, wait: WaitStrategy, batch: usize, durability: Option<Durability>) -> EngineConfig {
-    let defaults = EngineConfig::default();
-    EngineConfig {
-        shards: 1,
-        exchange: exchange.clone(),
-        batch_max: defaults.batch_max.max(batch),
-        wait,
-        durability,
-        ..defaults
-    }
-}
-
-fn new_histogram() -> anyhow::Result<Histogram<u64>> {
-    // 1 ns to 60 s at 3 significant digits; allocated before the clock starts.
-    Histogram::new_with_bounds(1, 60_000_000_000, 3).map_err(|e| anyhow!("histogram: {e:?}"))
+/// A one-shard engine, journaled when `durability` is given.
+fn one_shard_config(
+    exchange: &Config,
+    wait: WaitStrategy,
+    batch: usize,
+    durability: Option<Durability>,
+) -> EngineConfig {
+    EngineConfig { durability, ..bench_support::engine_config(exchange, 1, batch, wait) }
 }
 
 /// p50, p99, max of a histogram of ns.
@@ -874,27 +544,6 @@ fn quantiles(h: &Histogram<u64>) -> (u64, u64, u64) {
         return (0, 0, 0);
     }
     (h.value_at_quantile(0.5), h.value_at_quantile(0.99), h.max())
-}
-
-// ----- the realistic flow -----
-
-struct Prepared {
-    flow: MultiFlow,
-    warmup_actions: Vec<Action>,
-    actions: Vec<Action>,
-    exchange: Config,
-}
-
-fn prepare(args: &Args) -> Prepared {
-    let started = Instant::now();
-    let flow = generate_multi(args.symbols, args.commands, args.seed);
-    eprintln!("generated the multi-symbol flow in {:.2?}\n{flow}", started.elapsed());
-    let warmup_actions = flow.warmup.iter().map(|c| c.action).collect();
-    let actions = flow.commands.iter().map(|c| c.action).collect();
-    let resting = flow.resting_max() + flow.resting_max() / 4;
-    let exchange =
-        Config { orders_preallocated: (resting as usize).max(1 << 16), levels_preallocated: 1024, ..Config::default() };
-    Prepared { flow, warmup_actions, actions, exchange }
 }
 
 // ----- part 0: one fdatasync -----
@@ -981,8 +630,8 @@ fn fsync_part(args: &Args, report: &Report, scratch: &Scratch) -> anyhow::Result
     let load = meter.stop();
     scratch.remove("fsync")?;
     let one = rows[0].samples.median();
-    let mean = |r: &Rates| r.0.iter().sum::<f64>() / r.0.len() as f64;
-    let quantile = |r: &Rates, q: f64| r.0[((r.0.len() as f64 * q) as usize).min(r.0.len() - 1)];
+    let mean = |r: &Rates| r.values().iter().sum::<f64>() / r.len() as f64;
+    let quantile = |r: &Rates, q: f64| r.values()[((r.len() as f64 * q) as usize).min(r.len() - 1)];
     if report.json {
         for r in &rows {
             println!(
@@ -991,7 +640,7 @@ fn fsync_part(args: &Args, report: &Report, scratch: &Scratch) -> anyhow::Result
                 r.bytes,
                 r.busy,
                 r.yielding,
-                r.samples.0.len(),
+                r.samples.len(),
                 r.samples.median(),
                 mean(&r.samples),
                 quantile(&r.samples, 0.9),
@@ -1194,10 +843,11 @@ fn throughput_run(
         }
         None => (None, None),
     };
-    let (engine, mut reader) = Engine::<()>::start(engine_config(&prepared.exchange, wait, variant.batch, durability))?;
+    let (engine, mut reader) =
+        Engine::<()>::start(one_shard_config(&prepared.exchange, wait, variant.batch, durability))?;
     let warmed = prepared.warmup_actions.len() as u64 + 1;
     if engine.next_seq() == 1 {
-        pump(&engine, &mut reader, &prepared.warmup_actions, WARMUP_BATCH, wait, &mut DiscardEvents)?;
+        pump(&engine, &mut reader, &prepared.warmup_actions, WARMUP_BATCH, ClientIdle::Nap(wait), &mut DiscardEvents)?;
     }
     ensure!(engine.next_seq() == warmed, "the engine starts the timed commands at seq {}", engine.next_seq());
     ensure!(reader.next_seq() == warmed, "the reader starts at seq {}", reader.next_seq());
@@ -1206,7 +856,7 @@ fn throughput_run(
     let mut sink = Checksum::default();
     let actions = black_box(actions);
     let started = Instant::now();
-    pump(&engine, &mut reader, actions, variant.batch, wait, &mut sink)?;
+    pump(&engine, &mut reader, actions, variant.batch, ClientIdle::Nap(wait), &mut sink)?;
     let elapsed = started.elapsed();
     let cpu = ThreadCpu::between(&ticks_before, &thread_ticks(), client_tid);
     let io = stats.as_ref().map(|s| s.counts().since(before)).unwrap_or_default();
@@ -1295,11 +945,7 @@ fn throughput_part(
     let Prepared { flow, exchange, .. } = prepared;
     let wait: WaitStrategy = args.wait.into();
     let meter = LoadMeter::start();
-    let bare: Vec<(Duration, Checksum)> =
-        (0..args.runs).map(|_| bare_run(exchange, &flow.warmup, &flow.commands)).collect();
-    let expected = bare[0].1;
-    ensure!(bare.iter().all(|b| b.1 == expected), "Invariant: the core is deterministic");
-    let bare = Rates::of(bare.iter().map(|b| flow.commands.len() as f64 / b.0.as_secs_f64()).collect());
+    let (bare, expected) = bare_rates(exchange, &flow.warmup, &flow.commands, args.runs)?;
     eprintln!("  bare core: {}/s (median of {})", grouped(bare.median()), args.runs);
     let whole = flow.commands.len();
     let wanted = |journal: Journal| args.journals.iter().any(|&j| Journal::from(j) == journal);
@@ -1325,9 +971,16 @@ fn throughput_part(
         let warm = scratch.fresh("warmup-journal")?;
         {
             let (durability, _) = durability(&warm, FsyncPolicy::Batch)?;
-            let config = engine_config(exchange, wait, WARMUP_BATCH, Some(durability));
+            let config = one_shard_config(exchange, wait, WARMUP_BATCH, Some(durability));
             let (engine, mut reader) = Engine::<()>::start(config)?;
-            pump(&engine, &mut reader, &prepared.warmup_actions, WARMUP_BATCH, wait, &mut DiscardEvents)?;
+            pump(
+                &engine,
+                &mut reader,
+                &prepared.warmup_actions,
+                WARMUP_BATCH,
+                ClientIdle::Nap(wait),
+                &mut DiscardEvents,
+            )?;
             engine.shutdown();
         }
         let short =
@@ -1367,22 +1020,11 @@ fn throughput_part(
     };
     let all_rows = || rows.iter().map(|r| (r, &rows)).chain(short_rows.iter().map(|r| (r, &short_rows)));
     if report.json {
-        println!(
-            "{{\"kind\":\"throughput_bare_core\",\"symbols\":{},\"commands\":{},\"warmup\":{},\"runs\":{},\"seed\":{},\"events\":{},\"commands_per_s_median\":{:.0},\"commands_per_s_min\":{:.0},\"commands_per_s_max\":{:.0}}}",
-            flow.symbols.len(),
-            whole,
-            flow.warmup.len(),
-            args.runs,
-            args.seed,
-            expected.events,
-            bare.median(),
-            bare.min(),
-            bare.max()
-        );
+        prepared.print_bare_core_json("throughput_bare_core", args.runs, args.seed, expected.events, &bare);
         for (r, table) in all_rows() {
             let none = unjournaled(table, r.variant.batch);
             println!(
-                "{{\"kind\":\"throughput\",\"journal\":\"{}\",\"shards\":1,\"threads\":{},\"batch\":{},\"commands\":{},\"warmup_recovered\":{},\"wait\":\"{}\",\"runs\":{},\"commands_per_s_median\":{:.0},\"commands_per_s_min\":{:.0},\"commands_per_s_max\":{:.0},\"over_unjournaled\":{},\"fdatasyncs\":{},\"commands_per_fdatasync\":{:.1},\"fdatasyncs_per_s\":{:.1},\"fdatasync_mean_ns\":{:.0},\"time_in_fdatasync\":{:.4},\"writes\":{},\"bytes_written\":{},\"time_in_write\":{:.4},\"cpu_cores_client\":{},\"cpu_cores_shard\":{},\"cpu_cores_journal\":{}}}",
+                "{{\"kind\":\"throughput\",\"journal\":\"{}\",\"shards\":1,\"threads\":{},\"batch\":{},\"commands\":{},\"warmup_recovered\":{},\"wait\":\"{}\",\"runs\":{},{},\"over_unjournaled\":{},\"fdatasyncs\":{},\"commands_per_fdatasync\":{:.1},\"fdatasyncs_per_s\":{:.1},\"fdatasync_mean_ns\":{:.0},\"time_in_fdatasync\":{:.4},\"writes\":{},\"bytes_written\":{},\"time_in_write\":{:.4},\"cpu_cores_client\":{},\"cpu_cores_shard\":{},\"cpu_cores_journal\":{}}}",
                 r.variant.journal.key(),
                 r.variant.journal.threads(),
                 r.variant.batch,
@@ -1390,9 +1032,7 @@ fn throughput_part(
                 r.variant.recovered_warmup,
                 wait_name(wait),
                 r.runs,
-                r.rates.median(),
-                r.rates.min(),
-                r.rates.max(),
+                r.rates.json("commands_per_s"),
                 if none.is_nan() { "null".to_string() } else { format!("{:.3}", r.rates.median() / none) },
                 r.io.syncs,
                 r.variant.commands as f64 / r.io.syncs.max(1) as f64,
@@ -1413,7 +1053,7 @@ fn throughput_part(
         }
         return Ok(summary);
     }
-    let top = flow.symbols.first().map_or(0.0, |s| s.commands as f64 / whole as f64);
+    let top = prepared.top_symbol_share();
     println!("## Journaled throughput");
     println!();
     println!(
@@ -1487,12 +1127,10 @@ fn print_throughput_table(report: &Report, rows: &[ThroughputRow], bare: Option<
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     if let Some(bare) = bare {
         println!(
-            "| bare core (no engine) | 1 | - | {} | {} | {} | {} | {} | - | - | - | - | - | - | - | - | - | - | - |",
+            "| bare core (no engine) | 1 | - | {} | {} | {} | - | - | - | - | - | - | - | - | - | - | - |",
             grouped(rows.first().map_or(0, |r| r.variant.commands) as f64),
-            bare.0.len(),
-            grouped(bare.median()),
-            grouped(bare.min()),
-            grouped(bare.max())
+            bare.len(),
+            bare.grouped_cells()
         );
     }
     for r in rows {
@@ -1504,16 +1142,14 @@ fn print_throughput_table(report: &Report, rows: &[ThroughputRow], bare: Option<
         let dash = || "-".to_string();
         let syncing = journaled;
         println!(
-            "| {} | {}{} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
+            "| {} | {}{} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} | {} |",
             r.variant.journal.label(),
             r.variant.journal.threads(),
             report.mark(r.variant.journal.threads()),
             r.variant.batch,
             grouped(r.variant.commands as f64),
             r.runs,
-            grouped(r.rates.median()),
-            grouped(r.rates.min()),
-            grouped(r.rates.max()),
+            r.rates.grouped_cells(),
             if none.is_nan() { "-".to_string() } else { format!("{:.2}", r.rates.median() / none) },
             if syncing { grouped(r.io.syncs as f64) } else { dash() },
             if syncing && r.io.syncs > 0 {
@@ -1535,100 +1171,17 @@ fn print_throughput_table(report: &Report, rows: &[ThroughputRow], bare: Option<
 
 // ----- part 2: acknowledgement latency -----
 
-/// Most due commands sent before the client polls the reader again.
-const SEND_BURST_MAX: usize = 16;
-
-#[inline]
-fn intended_ns(i: usize, period_ns: f64) -> u64 {
-    (i as f64 * period_ns) as u64
-}
-
-/// Offers `actions` open loop at `rate` commands/s, one command per
-/// submit, polling the reader between sends; records each command's
-/// (delivery of its last event − intended send time). Returns the time from
-/// the first intended send to the last delivery.
-#[inline(never)]
-fn open_loop<S: EventSink>(
-    engine: &Engine,
-    reader: &mut EventReader<()>,
-    actions: &[Action],
-    rate: f64,
-    wait: WaitStrategy,
-    histogram: &mut Histogram<u64>,
-    sink: &mut S,
-) -> anyhow::Result<Duration> {
-    let period_ns = 1e9 / rate;
-    let first_seq = reader.next_seq();
-    ensure!(first_seq == engine.next_seq(), "Invariant: nothing is in flight before the clock starts");
-    let n = actions.len();
-    let mut deliver = |output: Output<'_, ()>| {
-        if let Output::Event(event) = output {
-            sink.event(event);
-        }
-    };
-    let (mut sent, mut done) = (0usize, 0usize);
-    let mut quiet = 0u32;
-    let mut idle = Idle::new(wait);
-    let t0 = Instant::now();
-    while done < n {
-        let now_ns = t0.elapsed().as_nanos() as u64;
-        let mut burst = 0;
-        while sent < n && burst < SEND_BURST_MAX && intended_ns(sent, period_ns) <= now_ns {
-            let (taken, _) = engine.try_submit_batch(&actions[sent..sent + 1]);
-            if taken == 0 {
-                break;
-            }
-            sent += 1;
-            burst += 1;
-        }
-        if reader.poll(&mut deliver) > 0 {
-            quiet = 0;
-            let completed = (reader.next_seq() - first_seq) as usize;
-            if completed > done {
-                let delivered_ns = t0.elapsed().as_nanos() as u64;
-                for i in done..completed {
-                    histogram.saturating_record(delivered_ns.saturating_sub(intended_ns(i, period_ns)).max(1));
-                }
-                done = completed;
-            }
-        } else if burst == 0 {
-            // Nothing to send yet and nothing delivered: idle like the
-            // engine's threads (spin, then yield unless busy-spinning), so a
-            // journal thread woken by its finished fdatasync gets a core.
-            idle.wait();
-            quiet = quiet.wrapping_add(1);
-            if quiet.is_multiple_of(FAILURE_CHECK_EVERY) {
-                journal_ok(reader)?;
-            }
-            continue;
-        }
-        idle.reset();
-    }
-    Ok(t0.elapsed())
-}
-
 struct LatencyRow {
     wait: WaitStrategy,
     saturation: f64,
     offered: f64,
     commands: usize,
     achieved: f64,
-    p50_ns: u64,
-    p99_ns: u64,
-    p999_ns: u64,
-    max_ns: u64,
+    latency: Latency,
     syncs: u64,
     sync_p50_ns: u64,
     sync_p99_ns: u64,
     sync_max_ns: u64,
-}
-
-fn offered_rates(given: &[u64], fractions: &[f64], saturation: f64) -> Vec<f64> {
-    let mut rates: Vec<f64> = given.iter().map(|&r| r as f64).filter(|&r| r < saturation).collect();
-    rates.extend(fractions.iter().map(|f| ((f * saturation / 1000.0).round() * 1000.0).max(1.0)));
-    rates.sort_by(f64::total_cmp);
-    rates.dedup();
-    rates
 }
 
 #[derive(Default)]
@@ -1652,12 +1205,13 @@ fn latency_row(
     let mut histogram = new_histogram()?;
     let dir = scratch.fresh("latency")?;
     let (durability, stats) = durability(&dir, FsyncPolicy::Batch)?;
-    let (engine, mut reader) = Engine::<()>::start(engine_config(exchange, wait, 1, Some(durability)))?;
-    pump(&engine, &mut reader, warmup_actions, WARMUP_BATCH, wait, &mut DiscardEvents)?;
+    let (engine, mut reader) = Engine::<()>::start(one_shard_config(exchange, wait, 1, Some(durability)))?;
+    pump(&engine, &mut reader, warmup_actions, WARMUP_BATCH, ClientIdle::Nap(wait), &mut DiscardEvents)?;
     stats.histogram().reset();
     let before = stats.counts();
     let mut sink = Checksum::default();
-    let elapsed = open_loop(&engine, &mut reader, &actions[..n], offered, wait, &mut histogram, &mut sink)?;
+    let idle = ClientIdle::Nap(wait);
+    let elapsed = open_loop(&engine, &mut reader, &actions[..n], offered, idle, &mut histogram, &mut sink)?;
     let io = stats.counts().since(before);
     let (sync_p50_ns, sync_p99_ns, sync_max_ns) = quantiles(&stats.histogram());
     engine.shutdown();
@@ -1669,24 +1223,18 @@ fn latency_row(
         offered,
         commands: n,
         achieved: n as f64 / elapsed.as_secs_f64(),
-        p50_ns: histogram.value_at_quantile(0.50),
-        p99_ns: histogram.value_at_quantile(0.99),
-        p999_ns: histogram.value_at_quantile(0.999),
-        max_ns: histogram.max(),
+        latency: Latency::of(&histogram),
         syncs: io.syncs,
         sync_p50_ns,
         sync_p99_ns,
         sync_max_ns,
     };
     eprintln!(
-        "  latency {} at {}/s: achieved {}/s, p50 {} p99 {} p99.9 {} max {} µs; {} fdatasyncs (p50 {} p99 {} µs)",
+        "  latency {} at {}/s: achieved {}/s, {} µs; {} fdatasyncs (p50 {} p99 {} µs)",
         wait_name(wait),
         grouped(offered),
         grouped(row.achieved),
-        micros(row.p50_ns),
-        micros(row.p99_ns),
-        micros(row.p999_ns),
-        micros(row.max_ns),
+        row.latency.micros_text(),
         row.syncs,
         micros(row.sync_p50_ns),
         micros(row.sync_p99_ns)
@@ -1714,21 +1262,19 @@ fn latency_part(
         }
     }
     let load = meter.stop();
-    let summary = LatencySummary { p99s: rows.iter().map(|r| (r.wait, r.offered, r.saturation, r.p99_ns)).collect() };
+    let summary =
+        LatencySummary { p99s: rows.iter().map(|r| (r.wait, r.offered, r.saturation, r.latency.p99_ns)).collect() };
     if report.json {
         for r in &rows {
             println!(
-                "{{\"kind\":\"latency\",\"journal\":\"batch\",\"wait\":\"{}\",\"offered_per_s\":{:.0},\"saturation_per_s\":{:.0},\"saturation_runs\":{},\"commands\":{},\"achieved_per_s\":{:.0},\"p50_ns\":{},\"p99_ns\":{},\"p999_ns\":{},\"max_ns\":{},\"fdatasyncs\":{},\"commands_per_fdatasync\":{:.1},\"fdatasync_p50_ns\":{},\"fdatasync_p99_ns\":{},\"fdatasync_max_ns\":{}}}",
+                "{{\"kind\":\"latency\",\"journal\":\"batch\",\"wait\":\"{}\",\"offered_per_s\":{:.0},\"saturation_per_s\":{:.0},\"saturation_runs\":{},\"commands\":{},\"achieved_per_s\":{:.0},{},\"fdatasyncs\":{},\"commands_per_fdatasync\":{:.1},\"fdatasync_p50_ns\":{},\"fdatasync_p99_ns\":{},\"fdatasync_max_ns\":{}}}",
                 wait_name(r.wait),
                 r.offered,
                 r.saturation,
                 args.runs,
                 r.commands,
                 r.achieved,
-                r.p50_ns,
-                r.p99_ns,
-                r.p999_ns,
-                r.max_ns,
+                r.latency.json(),
                 r.syncs,
                 r.commands as f64 / r.syncs.max(1) as f64,
                 r.sync_p50_ns,
@@ -1765,17 +1311,14 @@ fn latency_part(
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in &rows {
         println!(
-            "| {} | {} | {} | {:.0}% | {} | {} | {} | {} | {} | {} | {} | {:.1} | {} | {} | {} |",
+            "| {} | {} | {} | {:.0}% | {} | {} | {} | {} | {:.1} | {} | {} | {} |",
             wait_name(r.wait),
             grouped(r.saturation),
             grouped(r.offered),
             100.0 * r.offered / r.saturation,
             grouped(r.commands as f64),
             grouped(r.achieved),
-            micros(r.p50_ns),
-            micros(r.p99_ns),
-            micros(r.p999_ns),
-            micros(r.max_ns),
+            r.latency.micros_cells(),
             grouped(r.syncs as f64),
             r.commands as f64 / r.syncs.max(1) as f64,
             micros(r.sync_p50_ns),
@@ -1800,7 +1343,7 @@ struct Recovered {
 }
 
 fn time_recover_books(exchange: &Config, dir: &Path) -> anyhow::Result<Recovered> {
-    let config = engine_config(exchange, WaitStrategy::default(), 1, Some(plain_durability(dir)?));
+    let config = one_shard_config(exchange, WaitStrategy::default(), 1, Some(plain_durability(dir)?));
     let started = Instant::now();
     let (exchanges, report) = recover_books(&config, false)?;
     let elapsed = started.elapsed();
@@ -1817,7 +1360,7 @@ fn time_recover_books(exchange: &Config, dir: &Path) -> anyhow::Result<Recovered
 /// Time of `Engine::start` on `dir` (recovery, then threads and journal
 /// opened); the engine is shut down untimed.
 fn time_engine_start(exchange: &Config, wait: WaitStrategy, dir: &Path) -> anyhow::Result<Duration> {
-    let config = engine_config(exchange, wait, 1, Some(plain_durability(dir)?));
+    let config = one_shard_config(exchange, wait, 1, Some(plain_durability(dir)?));
     let started = Instant::now();
     let (engine, _reader) = Engine::<()>::start(config)?;
     let elapsed = started.elapsed();
@@ -2033,15 +1576,15 @@ fn recovery_part(
     // The journal: warm-up and the whole flow, fsync off (durability does not change the bytes), a snapshot half way.
     let full = scratch.fresh("recovery-with-snapshot")?;
     let (durability, _) = durability(&full, FsyncPolicy::Off)?;
-    let (engine, mut reader) = Engine::<()>::start(engine_config(exchange, wait, 256, Some(durability)))?;
+    let (engine, mut reader) = Engine::<()>::start(one_shard_config(exchange, wait, 256, Some(durability)))?;
     let written = Instant::now();
-    pump(&engine, &mut reader, warmup_actions, WARMUP_BATCH, wait, &mut DiscardEvents)?;
+    pump(&engine, &mut reader, warmup_actions, WARMUP_BATCH, ClientIdle::Nap(wait), &mut DiscardEvents)?;
     let half = actions.len() / 2;
-    pump(&engine, &mut reader, &actions[..half], 256, wait, &mut DiscardEvents)?;
+    pump(&engine, &mut reader, &actions[..half], 256, ClientIdle::Nap(wait), &mut DiscardEvents)?;
     let snapshot_started = Instant::now();
     let snapshot_seq = engine.snapshot()?;
     let snapshot_time = snapshot_started.elapsed();
-    pump(&engine, &mut reader, &actions[half..], 256, wait, &mut DiscardEvents)?;
+    pump(&engine, &mut reader, &actions[half..], 256, ClientIdle::Nap(wait), &mut DiscardEvents)?;
     let state_hash = engine.state_hash();
     let last_seq = engine.next_seq() - 1;
     engine.shutdown();
@@ -2145,11 +1688,7 @@ fn snapshot_part(args: &Args, report: &Report, scratch: &Scratch) -> anyhow::Res
     let meter = LoadMeter::start();
     let commands = resting_book(args.snapshot_symbols, args.snapshot_orders, args.seed);
     let actions: Vec<Action> = commands.iter().map(|c| c.action).collect();
-    let exchange = Config {
-        orders_preallocated: args.snapshot_orders.max(1 << 16),
-        levels_preallocated: 1024,
-        ..Config::default()
-    };
+    let exchange = exchange_config(args.snapshot_orders as u64, 1024);
     let mut core: Exchange = Exchange::new(exchange.clone());
     core.process_all(&commands, &mut DiscardEvents);
     let state_hash = core.state_hash();
@@ -2161,9 +1700,9 @@ fn snapshot_part(args: &Args, report: &Report, scratch: &Scratch) -> anyhow::Res
     let side = scratch.fresh("snapshot-write-only")?;
     let side_storage = FsStorage::open(&side)?;
     let (durability, _) = durability(&dir, FsyncPolicy::Batch)?;
-    let (engine, mut reader) = Engine::<()>::start(engine_config(&exchange, wait, WARMUP_BATCH, Some(durability)))?;
+    let (engine, mut reader) = Engine::<()>::start(one_shard_config(&exchange, wait, WARMUP_BATCH, Some(durability)))?;
     let built = Instant::now();
-    pump(&engine, &mut reader, &actions, WARMUP_BATCH, wait, &mut DiscardEvents)?;
+    pump(&engine, &mut reader, &actions, WARMUP_BATCH, ClientIdle::Nap(wait), &mut DiscardEvents)?;
     let built = built.elapsed();
     ensure!(engine.state_hash() == state_hash, "the engine's book differs from the bare core's");
     let (mut total, mut query, mut encode, mut write) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
@@ -2377,53 +1916,19 @@ fn targets(
 
 // ----- formatting -----
 
-fn micros(ns: u64) -> String {
-    format!("{:.2}", ns as f64 / 1000.0)
-}
-
+/// Nanoseconds as milliseconds, 3 decimals.
 fn millis(ns: f64) -> String {
     format!("{:.3}", ns / 1e6)
-}
-
-/// `1234567.8` as `1,234,568`.
-fn grouped(value: f64) -> String {
-    let digits = format!("{:.0}", value.max(0.0));
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// A JSON string literal.
-fn json_string(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     args.check()?;
     SEGMENT_BYTES.store(args.segment_mib << 20, Ordering::Relaxed);
     let wall = Instant::now();
-    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let cpu = cpu_model().unwrap_or_else(|| "unknown".to_string());
+    let Machine { nproc, cpu, invoked } = Machine::probe();
     let kernel =
         fs::read_to_string("/proc/sys/kernel/osrelease").map_or_else(|_| "unknown".into(), |k| k.trim().to_string());
-    let invoked = std::env::args().collect::<Vec<_>>().join(" ");
-    let report = Report { nproc, json: args.json };
+    let report = Report { nproc, json: args.json, breakdown: LoadBreakdown::UserAndKernel };
     let scratch = Scratch::create(args.dir.as_deref())?;
     let fs_text = file_system(&scratch.root);
     if args.json {
@@ -2453,7 +1958,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let fsync_ns = if args.runs(Part::Fsync) { Some(fsync_part(&args, &report, &scratch)?) } else { None };
     let (mut throughput, mut latency, mut recovery) = (None, None, None);
     if args.runs(Part::Throughput) || args.runs(Part::Latency) || args.runs(Part::Recovery) {
-        let prepared = prepare(&args);
+        let prepared = prepare(args.symbols, args.commands, args.seed);
         if args.runs(Part::Throughput) {
             throughput = Some(throughput_part(&args, &report, &scratch, &prepared)?);
         }

@@ -30,18 +30,24 @@
 //!
 //! Each table is followed by the load other processes put on the machine
 //! while it ran (from `/proc/stat`), since the machine is shared.
+//! What it shares with `bench` and `bench-durable` is in
+//! [`crate::bench_support`].
+//!
+//! [`generate_multi`]: matching_workload::generate_multi
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
 
 use anyhow::{anyhow, bail, ensure};
-use hdrhistogram::Histogram;
-use matching_core::{
-    Action, Command, Config, DiscardEvents, Event, EventKind, EventSink, Exchange, NewOrder, Side, Symbol, Tif,
-};
-use matching_pipeline::{Engine, EngineConfig, EventReader, Output, Query, WaitStrategy};
-use matching_workload::{MultiFlow, UNIFORM_MID_TICKS, generate_multi, numbered_symbols, uniform_orders};
+use matching_core::{Action, Command, Config, DiscardEvents, NewOrder, Side, Symbol, Tif};
+use matching_pipeline::{Engine, EngineConfig, Query, WaitStrategy};
+use matching_workload::{MultiFlow, UNIFORM_MID_TICKS, numbered_symbols, uniform_orders};
 
+use crate::bench_support::{
+    Checksum, ClientIdle, Latency, LoadBreakdown, LoadMeter, Machine, Prepared, Rates, Report, WARMUP_BATCH,
+    bare_rates, bare_run, engine_config, exchange_config, flag_value, grouped, json_string, list, load_average, micros,
+    new_histogram, offered_rates, open_loop, prepare, pump, push_flag, wait_name,
+};
 use crate::replay::WaitChoice;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -113,31 +119,14 @@ pub struct Args {
     json: bool,
 }
 
-fn wait_name(wait: WaitStrategy) -> &'static str {
-    match wait {
-        WaitStrategy::BusySpin => "busy-spin",
-        WaitStrategy::SpinYield => "spin-yield",
-        WaitStrategy::Park => "park",
-    }
-}
-
-fn list<T: ToString>(values: &[T]) -> String {
-    values.iter().map(T::to_string).collect::<Vec<_>>().join(",")
-}
-
 impl Args {
     /// The flags as a command line, every value spelled out.
     fn command_line(&self) -> String {
-        let part = match self.part {
-            Part::HighLoad => "high-load",
-            Part::Flow => "flow",
-            Part::Latency => "latency",
-            Part::All => "all",
-        };
         let mut line = format!(
-            "matching-engine bench-engine --part {part} --runs {} --seed {} --batch {} --wait {}{} \
+            "matching-engine bench-engine --part {} --runs {} --seed {} --batch {} --wait {}{} \
              --orders-list {} --symbols-list {} --high-load-shards {} --symbols {} --commands {} \
              --shards-list {} --batch-list {} --latency-shards {} --rates {} --latency-seconds {}",
+            flag_value(&self.part),
             self.runs,
             self.seed,
             self.batch,
@@ -154,12 +143,8 @@ impl Args {
             list(&self.rates),
             self.latency_seconds,
         );
-        if self.no_wait_table {
-            line.push_str(" --no-wait-table");
-        }
-        if self.json {
-            line.push_str(" --json");
-        }
+        push_flag(&mut line, self.no_wait_table, "--no-wait-table");
+        push_flag(&mut line, self.json, "--json");
         line
     }
 
@@ -184,118 +169,7 @@ impl Args {
     }
 }
 
-// ----- what every part shares -----
-
-/// Folds every event into a count and a hash: the same fold as `bench`'s,
-/// so the optimiser must produce every event, and two streams with equal
-/// checksums are (but for a 64-bit collision) the same events in the same order.
-#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
-struct Checksum {
-    events: u64,
-    hash: u64,
-}
-
-impl EventSink for Checksum {
-    #[inline]
-    fn event(&mut self, event: &Event) {
-        let value = match event.kind {
-            EventKind::Accepted { order_id, qty, price, .. } => {
-                1 ^ order_id << 8 ^ qty.rotate_left(40) ^ price.unwrap_or(0).rotate_left(20)
-            }
-            EventKind::Rejected { reason, order_id } => 2 ^ (reason as u64) << 4 ^ order_id.unwrap_or(0) << 8,
-            EventKind::Trade(t) => {
-                3 ^ t.maker_order_id << 8
-                    ^ t.taker_order_id.rotate_left(24)
-                    ^ t.qty.rotate_left(44)
-                    ^ t.price.rotate_left(12)
-                    ^ t.maker_remaining.rotate_left(52)
-                    ^ t.trade_id.rotate_left(32)
-            }
-            EventKind::Cancelled { order_id, reason, remaining } => {
-                4 ^ (reason as u64) << 4 ^ order_id << 8 ^ remaining.rotate_left(40)
-            }
-            EventKind::Modified { order_id, price, qty } => {
-                5 ^ order_id << 8 ^ price.rotate_left(20) ^ qty.rotate_left(40)
-            }
-        };
-        self.events += 1;
-        self.hash = (self.hash ^ value ^ event.seq.rotate_left(32)).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(27);
-    }
-}
-
-/// How the client thread idles when it could neither submit nor deliver:
-/// like the engine's threads, spin, then (unless busy-spinning) yield.
-struct Idle {
-    strategy: WaitStrategy,
-    step: u32,
-}
-
-/// Spins before the client yields.
-const IDLE_SPINS: u32 = 64;
-
-impl Idle {
-    fn new(strategy: WaitStrategy) -> Idle {
-        Idle { strategy, step: 0 }
-    }
-
-    #[inline]
-    fn wait(&mut self) {
-        self.step = self.step.saturating_add(1);
-        if self.strategy == WaitStrategy::BusySpin || self.step <= IDLE_SPINS {
-            std::hint::spin_loop();
-        } else {
-            std::thread::yield_now();
-        }
-    }
-
-    #[inline]
-    fn reset(&mut self) {
-        self.step = 0;
-    }
-}
-
-/// Submits `actions` at most `batch` per call and drains the reader in
-/// between, on this one thread, until every event of them is delivered.
-/// Allocates nothing.
-#[inline(never)]
-fn pump<S: EventSink>(
-    engine: &Engine,
-    reader: &mut EventReader<()>,
-    actions: &[Action],
-    batch: usize,
-    wait: WaitStrategy,
-    sink: &mut S,
-) {
-    let mut idle = Idle::new(wait);
-    let mut deliver = |output: Output<'_, ()>| {
-        if let Output::Event(event) = output {
-            sink.event(event);
-        }
-    };
-    let mut done = 0;
-    while done < actions.len() {
-        let end = (done + batch).min(actions.len());
-        let (taken, _) = engine.try_submit_batch(&actions[done..end]);
-        done += taken;
-        let delivered = reader.poll(&mut deliver);
-        if taken == 0 && delivered == 0 {
-            idle.wait();
-        } else {
-            idle.reset();
-        }
-    }
-    let last = engine.next_seq();
-    while reader.next_seq() < last {
-        if reader.poll(&mut deliver) == 0 {
-            idle.wait();
-        } else {
-            idle.reset();
-        }
-    }
-}
-
-/// Warm-up commands go in this many at a time (untimed).
-const WARMUP_BATCH: usize = 4096;
+// ----- what every part shares (the rest is in `bench_support`) -----
 
 /// What one engine configuration is.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -308,20 +182,30 @@ struct Setup {
 
 impl Setup {
     fn config(&self, exchange: &Config) -> EngineConfig {
-        let defaults = EngineConfig::default();
-        EngineConfig {
-            shards: self.shards,
-            exchange: exchange.clone(),
-            batch_max: defaults.batch_max.max(self.batch),
-            wait: self.wait,
-            pin_cores: self.pin,
-            ..defaults
-        }
+        EngineConfig { pin_cores: self.pin, ..engine_config(exchange, self.shards, self.batch, self.wait) }
     }
 
     /// Busy threads: the shards and the client.
     fn threads(&self) -> usize {
         self.shards + 1
+    }
+
+    /// How the client idles in a closed loop: like the engine's threads
+    /// (spin, then yield unless busy-spinning), never napping.
+    fn idle(&self) -> ClientIdle {
+        ClientIdle::Yield(self.wait)
+    }
+
+    /// `"shards":…,"threads":…,"batch":…,"wait":"…","pin":…`.
+    fn json(&self) -> String {
+        format!(
+            "\"shards\":{},\"threads\":{},\"batch\":{},\"wait\":\"{}\",\"pin\":{}",
+            self.shards,
+            self.threads(),
+            self.batch,
+            wait_name(self.wait),
+            self.pin
+        )
     }
 }
 
@@ -335,7 +219,7 @@ fn engine_run(
     actions: &[Action],
 ) -> anyhow::Result<(Duration, Checksum)> {
     let (engine, mut reader) = Engine::<()>::start(setup.config(exchange))?;
-    pump(&engine, &mut reader, warmup, WARMUP_BATCH, setup.wait, &mut DiscardEvents);
+    pump(&engine, &mut reader, warmup, WARMUP_BATCH, setup.idle(), &mut DiscardEvents)?;
     ensure!(engine.next_seq() == warmup.len() as u64 + 1, "the warm-up took seqs 1..={}", warmup.len());
     if warmup.is_empty() {
         // A round trip through every shard: their threads are up and
@@ -345,50 +229,10 @@ fn engine_run(
     let mut sink = Checksum::default();
     let actions = black_box(actions);
     let started = Instant::now();
-    pump(&engine, &mut reader, actions, setup.batch, setup.wait, &mut sink);
+    pump(&engine, &mut reader, actions, setup.batch, setup.idle(), &mut sink)?;
     let elapsed = started.elapsed();
     engine.shutdown();
     Ok((elapsed, black_box(sink)))
-}
-
-/// The bare core: one `Exchange`, no threads; warm-up untimed, then
-/// `process` over `commands` with one clock read before and one after.
-#[inline(never)]
-fn bare_run(exchange: &Config, warmup: &[Command], commands: &[Command]) -> (Duration, Checksum) {
-    let mut core: Exchange = Exchange::new(exchange.clone());
-    core.process_all(warmup, &mut DiscardEvents);
-    let mut sink = Checksum::default();
-    let commands = black_box(commands);
-    let started = Instant::now();
-    for command in commands {
-        core.process(command, &mut sink);
-    }
-    let elapsed = started.elapsed();
-    (elapsed, black_box(sink))
-}
-
-/// Rates over runs, ascending.
-#[derive(Clone, Debug)]
-struct Rates(Vec<f64>);
-
-impl Rates {
-    fn of(mut rates: Vec<f64>) -> Rates {
-        rates.sort_by(f64::total_cmp);
-        Rates(rates)
-    }
-
-    fn median(&self) -> f64 {
-        let n = self.0.len();
-        if n % 2 == 1 { self.0[n / 2] } else { (self.0[n / 2 - 1] + self.0[n / 2]) / 2.0 }
-    }
-
-    fn min(&self) -> f64 {
-        self.0[0]
-    }
-
-    fn max(&self) -> f64 {
-        self.0[self.0.len() - 1]
-    }
 }
 
 /// `runs` engine runs; each must reproduce `expected` (the bare core's checksum).
@@ -417,141 +261,17 @@ fn engine_rates(
     Ok(Rates::of(rates))
 }
 
-fn bare_rates(exchange: &Config, warmup: &[Command], commands: &[Command], runs: usize) -> (Rates, Checksum) {
-    let mut rates = Vec::with_capacity(runs);
-    let mut first = None;
-    for _ in 0..runs {
-        let (elapsed, checksum) = bare_run(exchange, warmup, commands);
-        assert!(first.is_none_or(|f| f == checksum), "Invariant: the core is deterministic");
-        first = Some(checksum);
-        rates.push(commands.len() as f64 / elapsed.as_secs_f64());
-    }
-    (Rates::of(rates), first.expect("at least one run"))
-}
+// ----- the machine -----
 
-// ----- the machine and its load -----
-
-/// CPU time counters, to tell how busy other processes kept the machine.
-#[derive(Clone, Copy, Debug)]
-struct CpuTimes {
-    at: Instant,
-    /// Busy jiffies of the whole machine (all CPUs), steal excluded.
-    busy: u64,
-    /// Jiffies the hypervisor gave to others while this VM wanted to run.
-    steal: u64,
-    /// Jiffies of this process (all its threads, living or joined).
-    ours: u64,
-}
-
-/// `USER_HZ`: the unit of `/proc/stat`, 100 on every Linux ABI.
-const JIFFIES_PER_S: f64 = 100.0;
-
-impl CpuTimes {
-    fn now() -> Option<CpuTimes> {
-        let stat = std::fs::read_to_string("/proc/stat").ok()?;
-        let cpu: Vec<u64> = stat.lines().next()?.split_whitespace().skip(1).map(|f| f.parse().unwrap_or(0)).collect();
-        // user nice system idle iowait irq softirq steal guest guest_nice (guest is inside user)
-        let field = |i: usize| cpu.get(i).copied().unwrap_or(0);
-        let busy = field(0) + field(1) + field(2) + field(5) + field(6);
-        let own = std::fs::read_to_string("/proc/self/stat").ok()?;
-        let after_name = &own[own.rfind(')')? + 1..];
-        let fields: Vec<&str> = after_name.split_whitespace().collect();
-        // Fields 14 and 15 of the line (utime, stime) are 11 and 12 after the name.
-        let ours = fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?;
-        Some(CpuTimes { at: Instant::now(), busy, steal: field(7), ours })
-    }
-}
-
-/// What other processes (and the hypervisor) took while a table ran.
-#[derive(Clone, Copy, Debug)]
-struct Load {
-    /// Cores kept busy by other processes, on average.
-    others_cores: f64,
-    /// Cores taken by the hypervisor (steal), on average.
-    steal_cores: f64,
-    seconds: f64,
-}
-
-struct LoadMeter(Option<CpuTimes>);
-
-impl LoadMeter {
-    fn start() -> LoadMeter {
-        LoadMeter(CpuTimes::now())
-    }
-
-    fn stop(&self) -> Option<Load> {
-        let (a, b) = (self.0?, CpuTimes::now()?);
-        let seconds = b.at.duration_since(a.at).as_secs_f64().max(1e-3);
-        let others = (b.busy - a.busy).saturating_sub(b.ours - a.ours) as f64 / JIFFIES_PER_S;
-        Some(Load {
-            others_cores: others / seconds,
-            steal_cores: (b.steal - a.steal) as f64 / JIFFIES_PER_S / seconds,
-            seconds,
-        })
-    }
-}
-
-fn cpu_model() -> Option<String> {
-    let cpuinfo = std::fs::read_to_string("/proc/cpuinfo").ok()?;
-    cpuinfo
-        .lines()
-        .find(|line| line.starts_with("model name"))
-        .and_then(|line| line.split_once(':'))
-        .map(|(_, model)| model.trim().to_string())
-}
-
-fn load_average() -> String {
-    std::fs::read_to_string("/proc/loadavg")
-        .map(|l| l.split_whitespace().take(3).collect::<Vec<_>>().join(" "))
-        .unwrap_or_else(|_| "unknown".to_string())
-}
-
-/// Prints the notes that go beside every table: the cores, and the load.
-struct Report {
-    nproc: usize,
-    json: bool,
-}
-
-impl Report {
-    /// Marks a configuration with more busy threads than cores.
-    fn mark(&self, threads: usize) -> &'static str {
-        if threads > self.nproc { " †" } else { "" }
-    }
-
-    fn cores_note(&self) {
-        println!(
-            "> This machine has {n} cores (nproc = {n}). The engine runs shards + 1 busy threads (each shard, \
-             and the one client thread that submits and reads); a row marked † has more busy threads than \
-             cores, so they cannot all run at once: its number measures time-sharing by the scheduler, not \
-             parallel scaling, and says nothing about what the same shards do on enough cores.",
-            n = self.nproc
-        );
-    }
-
-    fn load_note(&self, load: Option<Load>) {
-        match load {
-            Some(l) if l.seconds < 1.0 => println!(
-                "> Load while this table ran: not measured (it took {:.2} s; /proc/stat counts in 10 ms ticks).",
-                l.seconds
-            ),
-            Some(l) => println!(
-                "> Load while this table ran ({:.0} s): other processes kept {:.2} cores busy on average, \
-                 the hypervisor stole {:.2} cores.",
-                l.seconds, l.others_cores, l.steal_cores
-            ),
-            None => println!("> Load while this table ran: unknown (no /proc)."),
-        }
-        println!();
-    }
-
-    fn json_load(&self, table: &str, load: Option<Load>) {
-        if let Some(l) = load {
-            println!(
-                "{{\"kind\":\"load\",\"table\":\"{table}\",\"seconds\":{:.1},\"others_cores\":{:.3},\"steal_cores\":{:.3}}}",
-                l.seconds, l.others_cores, l.steal_cores
-            );
-        }
-    }
+/// The note beside every table of engine runs: busy threads against cores.
+fn cores_note(report: &Report) {
+    println!(
+        "> This machine has {n} cores (nproc = {n}). The engine runs shards + 1 busy threads (each shard, \
+         and the one client thread that submits and reads); a row marked † has more busy threads than \
+         cores, so they cannot all run at once: its number measures time-sharing by the scheduler, not \
+         parallel scaling, and says nothing about what the same shards do on enough cores.",
+        n = report.nproc
+    );
 }
 
 // ----- part a: high load -----
@@ -563,14 +283,6 @@ struct HighLoadRow {
     rates: Rates,
     bare: f64,
     busiest_share: f64,
-}
-
-fn exchange_config(orders_preallocated: u64, levels_preallocated: usize) -> Config {
-    Config {
-        orders_preallocated: (orders_preallocated as usize).max(1 << 16),
-        levels_preallocated,
-        ..Config::default()
-    }
 }
 
 /// A warm-up that leaves no trace in the books: for each of `shards`
@@ -632,7 +344,7 @@ fn high_load(args: &Args, report: &Report) -> anyhow::Result<()> {
             let actions: Vec<Action> = commands.iter().map(|c| c.action).collect();
             // The books exist before the clock starts, as on a venue.
             let exchange = Config { instruments: Some(names.clone()), ..exchange_config(orders as u64, 256) };
-            let (bare, _) = bare_rates(&exchange, &[], &commands, args.runs);
+            let (bare, _) = bare_rates(&exchange, &[], &commands, args.runs)?;
             for &shards in &args.high_load_shards {
                 let (warmup_symbols, warmup) = ring_warmup(shards, warmup_per_shard)?;
                 let exchange = Config {
@@ -663,19 +375,13 @@ fn high_load(args: &Args, report: &Report) -> anyhow::Result<()> {
         for row in &rows {
             let speedup = row.rates.median() / reference(row);
             println!(
-                "{{\"kind\":\"high_load\",\"orders\":{},\"symbols\":{},\"shards\":{},\"threads\":{},\"batch\":{},\"wait\":\"{}\",\"pin\":{},\"runs\":{},\"seed\":{},\"orders_per_s_median\":{:.0},\"orders_per_s_min\":{:.0},\"orders_per_s_max\":{:.0},\"speedup\":{:.3},\"efficiency\":{:.3},\"bare_core_orders_per_s\":{:.0},\"busiest_shard_share\":{:.4}}}",
+                "{{\"kind\":\"high_load\",\"orders\":{},\"symbols\":{},{},\"runs\":{},\"seed\":{},{},\"speedup\":{:.3},\"efficiency\":{:.3},\"bare_core_orders_per_s\":{:.0},\"busiest_shard_share\":{:.4}}}",
                 row.orders,
                 row.symbols,
-                row.setup.shards,
-                row.setup.threads(),
-                row.setup.batch,
-                wait_name(row.setup.wait),
-                row.setup.pin,
+                row.setup.json(),
                 args.runs,
                 args.seed,
-                row.rates.median(),
-                row.rates.min(),
-                row.rates.max(),
+                row.rates.json("orders_per_s"),
                 speedup,
                 speedup * first_shards as f64 / row.setup.shards as f64,
                 row.bare,
@@ -715,15 +421,13 @@ fn high_load(args: &Args, report: &Report) -> anyhow::Result<()> {
     for row in &rows {
         let speedup = row.rates.median() / reference(row);
         println!(
-            "| {} | {} | {} | {}{} | {} | {} | {} | {:.2} | {:.2} | {} | {:.2} | {:.0}% |",
+            "| {} | {} | {} | {}{} | {} | {:.2} | {:.2} | {} | {:.2} | {:.0}% |",
             grouped(row.orders as f64),
             row.symbols,
             row.setup.shards,
             row.setup.threads(),
             report.mark(row.setup.threads()),
-            grouped(row.rates.median()),
-            grouped(row.rates.min()),
-            grouped(row.rates.max()),
+            row.rates.grouped_cells(),
             speedup,
             speedup * first_shards as f64 / row.setup.shards as f64,
             grouped(row.bare),
@@ -732,37 +436,16 @@ fn high_load(args: &Args, report: &Report) -> anyhow::Result<()> {
         );
     }
     println!();
-    report.cores_note();
+    cores_note(report);
     report.load_note(load);
     Ok(())
 }
 
 // ----- part b: the realistic flow -----
 
-/// The realistic flow, as the engine and the core take it.
-struct Prepared {
-    flow: MultiFlow,
-    warmup_actions: Vec<Action>,
-    actions: Vec<Action>,
-    exchange: Config,
-}
-
-fn prepare(args: &Args) -> Prepared {
-    let started = Instant::now();
-    let flow = generate_multi(args.symbols, args.commands, args.seed);
-    eprintln!("generated the multi-symbol flow in {:.2?}\n{flow}", started.elapsed());
-    let warmup_actions = flow.warmup.iter().map(|c| c.action).collect();
-    let actions = flow.commands.iter().map(|c| c.action).collect();
-    let exchange = exchange_config(flow.resting_max() + flow.resting_max() / 4, 1024);
-    Prepared { flow, warmup_actions, actions, exchange }
-}
-
-impl Prepared {
-    /// The share of timed commands that go to the busiest of `shards` shards.
-    fn busiest_share(&self, shards: usize) -> anyhow::Result<f64> {
-        let symbols = self.flow.command_symbols.iter().map(|&k| self.flow.symbols[k as usize].symbol);
-        busiest_share(shards, symbols)
-    }
+/// The share of the flow's timed commands that go to the busiest of `shards` shards.
+fn flow_busiest_share(flow: &MultiFlow, shards: usize) -> anyhow::Result<f64> {
+    busiest_share(shards, flow.command_symbols.iter().map(|&k| flow.symbols[k as usize].symbol))
 }
 
 /// The share of commands (given by their symbols) that the engine's
@@ -787,7 +470,7 @@ struct FlowRow {
 fn flow_part(args: &Args, report: &Report, prepared: &Prepared) -> anyhow::Result<()> {
     let Prepared { flow, warmup_actions, actions, exchange } = prepared;
     let meter = LoadMeter::start();
-    let (bare, expected) = bare_rates(exchange, &flow.warmup, &flow.commands, args.runs);
+    let (bare, expected) = bare_rates(exchange, &flow.warmup, &flow.commands, args.runs)?;
     ensure!(
         expected.events == flow.events(),
         "the core gave {} events, the generator's runs {}",
@@ -798,7 +481,7 @@ fn flow_part(args: &Args, report: &Report, prepared: &Prepared) -> anyhow::Resul
     let wait: WaitStrategy = args.wait.into();
     let mut rows = Vec::new();
     for &shards in &args.shards_list {
-        let busiest_share = prepared.busiest_share(shards)?;
+        let busiest_share = flow_busiest_share(flow, shards)?;
         for &batch in &args.batch_list {
             let setup = Setup { shards, batch, wait, pin: args.pin };
             let label = format!("flow {shards} shards, batch {batch}");
@@ -812,7 +495,7 @@ fn flow_part(args: &Args, report: &Report, prepared: &Prepared) -> anyhow::Resul
     let mut wait_rows = Vec::new();
     let wait_shards: &[usize] = if args.no_wait_table { &[] } else { &args.shards_list };
     for &shards in wait_shards {
-        let busiest_share = prepared.busiest_share(shards)?;
+        let busiest_share = flow_busiest_share(flow, shards)?;
         for wait in [WaitStrategy::BusySpin, WaitStrategy::SpinYield, WaitStrategy::Park] {
             for pin in [false, true] {
                 let setup = Setup { shards, batch: 256, wait, pin };
@@ -827,38 +510,21 @@ fn flow_part(args: &Args, report: &Report, prepared: &Prepared) -> anyhow::Resul
     if args.json {
         let line = |table: &str, row: &FlowRow| {
             println!(
-                "{{\"kind\":\"{table}\",\"symbols\":{},\"commands\":{},\"warmup\":{},\"shards\":{},\"threads\":{},\"batch\":{},\"wait\":\"{}\",\"pin\":{},\"runs\":{},\"seed\":{},\"events\":{},\"commands_per_s_median\":{:.0},\"commands_per_s_min\":{:.0},\"commands_per_s_max\":{:.0},\"bare_core_commands_per_s\":{:.0},\"engine_over_bare\":{:.3},\"busiest_shard_share\":{:.4}}}",
+                "{{\"kind\":\"{table}\",\"symbols\":{},\"commands\":{},\"warmup\":{},{},\"runs\":{},\"seed\":{},\"events\":{},{},\"bare_core_commands_per_s\":{:.0},\"engine_over_bare\":{:.3},\"busiest_shard_share\":{:.4}}}",
                 flow.symbols.len(),
                 flow.commands.len(),
                 flow.warmup.len(),
-                row.setup.shards,
-                row.setup.threads(),
-                row.setup.batch,
-                wait_name(row.setup.wait),
-                row.setup.pin,
+                row.setup.json(),
                 args.runs,
                 args.seed,
                 expected.events,
-                row.rates.median(),
-                row.rates.min(),
-                row.rates.max(),
+                row.rates.json("commands_per_s"),
                 bare.median(),
                 row.rates.median() / bare.median(),
                 row.busiest_share,
             );
         };
-        println!(
-            "{{\"kind\":\"flow_bare_core\",\"symbols\":{},\"commands\":{},\"warmup\":{},\"runs\":{},\"seed\":{},\"events\":{},\"commands_per_s_median\":{:.0},\"commands_per_s_min\":{:.0},\"commands_per_s_max\":{:.0}}}",
-            flow.symbols.len(),
-            flow.commands.len(),
-            flow.warmup.len(),
-            args.runs,
-            args.seed,
-            expected.events,
-            bare.median(),
-            bare.min(),
-            bare.max()
-        );
+        prepared.print_bare_core_json("flow_bare_core", args.runs, args.seed, expected.events, &bare);
         rows.iter().for_each(|row| line("flow", row));
         report.json_load("flow", load);
         if !wait_rows.is_empty() {
@@ -868,7 +534,7 @@ fn flow_part(args: &Args, report: &Report, prepared: &Prepared) -> anyhow::Resul
         return Ok(());
     }
 
-    let top = flow.symbols.first().map_or(0.0, |s| s.commands as f64 / flow.commands.len() as f64);
+    let top = prepared.top_symbol_share();
     println!("## Realistic multi-symbol flow");
     println!();
     println!(
@@ -896,30 +562,23 @@ fn flow_part(args: &Args, report: &Report, prepared: &Prepared) -> anyhow::Resul
         args.runs
     );
     println!("|---|---:|---:|---:|---:|---:|---:|---:|---:|");
-    println!(
-        "| bare core | - | 1 | - | {} | {} | {} | 1.00 | - |",
-        grouped(bare.median()),
-        grouped(bare.min()),
-        grouped(bare.max())
-    );
+    println!("| bare core | - | 1 | - | {} | 1.00 | - |", bare.grouped_cells());
     for row in &rows {
         println!(
-            "| engine, {}{} | {} | {}{} | {} | {} | {} | {} | {:.2} | {:.0}% |",
+            "| engine, {}{} | {} | {}{} | {} | {} | {:.2} | {:.0}% |",
             wait_name(row.setup.wait),
             if row.setup.pin { ", pinned" } else { "" },
             row.setup.shards,
             row.setup.threads(),
             report.mark(row.setup.threads()),
             row.setup.batch,
-            grouped(row.rates.median()),
-            grouped(row.rates.min()),
-            grouped(row.rates.max()),
+            row.rates.grouped_cells(),
             row.rates.median() / bare.median(),
             100.0 * row.busiest_share,
         );
     }
     println!();
-    report.cores_note();
+    cores_note(report);
     report.load_note(load);
     if wait_rows.is_empty() {
         return Ok(());
@@ -940,89 +599,23 @@ fn flow_part(args: &Args, report: &Report, prepared: &Prepared) -> anyhow::Resul
     println!("|---:|---:|---|---|---:|---:|---:|---:|");
     for row in &wait_rows {
         println!(
-            "| {} | {}{} | {} | {} | {} | {} | {} | {:.2} |",
+            "| {} | {}{} | {} | {} | {} | {:.2} |",
             row.setup.shards,
             row.setup.threads(),
             report.mark(row.setup.threads()),
             wait_name(row.setup.wait),
             if row.setup.pin { "yes" } else { "no" },
-            grouped(row.rates.median()),
-            grouped(row.rates.min()),
-            grouped(row.rates.max()),
+            row.rates.grouped_cells(),
             row.rates.median() / bare.median(),
         );
     }
     println!();
-    report.cores_note();
+    cores_note(report);
     report.load_note(wait_load);
     Ok(())
 }
 
 // ----- part c: latency -----
-
-/// Most due commands sent before the client polls the reader again, so a
-/// client that is behind still notices deliveries promptly.
-const SEND_BURST_MAX: usize = 16;
-
-/// The intended send time of command `i` at `period_ns` per command.
-#[inline]
-fn intended_ns(i: usize, period_ns: f64) -> u64 {
-    (i as f64 * period_ns) as u64
-}
-
-/// Offers `actions` open loop at `rate` commands/s, one command per
-/// submit, polling the reader between sends; records each command's
-/// (delivery of its last event − intended send time). Allocates nothing.
-/// Returns the time from the first intended send to the last delivery.
-#[inline(never)]
-fn open_loop<S: EventSink>(
-    engine: &Engine,
-    reader: &mut EventReader<()>,
-    actions: &[Action],
-    rate: f64,
-    histogram: &mut Histogram<u64>,
-    sink: &mut S,
-) -> Duration {
-    let period_ns = 1e9 / rate;
-    let first_seq = reader.next_seq();
-    debug_assert_eq!(first_seq, engine.next_seq(), "Invariant: nothing is in flight before the clock starts");
-    let n = actions.len();
-    let mut deliver = |output: Output<'_, ()>| {
-        if let Output::Event(event) = output {
-            sink.event(event);
-        }
-    };
-    let (mut sent, mut done) = (0usize, 0usize);
-    let t0 = Instant::now();
-    while done < n {
-        let now_ns = t0.elapsed().as_nanos() as u64;
-        let mut burst = 0;
-        while sent < n && burst < SEND_BURST_MAX && intended_ns(sent, period_ns) <= now_ns {
-            let (taken, _) = engine.try_submit_batch(&actions[sent..sent + 1]);
-            if taken == 0 {
-                break;
-            }
-            sent += 1;
-            burst += 1;
-        }
-        if reader.poll(&mut deliver) > 0 {
-            let completed = (reader.next_seq() - first_seq) as usize;
-            if completed > done {
-                let delivered_ns = t0.elapsed().as_nanos() as u64;
-                for i in done..completed {
-                    histogram.saturating_record(delivered_ns.saturating_sub(intended_ns(i, period_ns)).max(1));
-                }
-                done = completed;
-            }
-        }
-    }
-    t0.elapsed()
-}
-
-fn new_histogram() -> anyhow::Result<Histogram<u64>> {
-    // 1 ns to 60 s at 3 significant digits; allocated once, before the clock starts.
-    Histogram::new_with_bounds(1, 60_000_000_000, 3).map_err(|e| anyhow!("histogram: {e:?}"))
-}
 
 struct LatencyRow {
     shards: usize,
@@ -1030,21 +623,12 @@ struct LatencyRow {
     saturation: f64,
     commands: usize,
     achieved: f64,
-    p50_ns: u64,
-    p99_ns: u64,
-    p999_ns: u64,
-    max_ns: u64,
+    latency: Latency,
 }
 
-/// The offered rates for a saturation: the given ones below it, and 50%,
-/// 80% and 95% of it; ascending.
-fn offered_rates(given: &[u64], saturation: f64) -> Vec<f64> {
-    let mut rates: Vec<f64> = given.iter().map(|&r| r as f64).filter(|&r| r < saturation).collect();
-    rates.extend([0.5, 0.8, 0.95].map(|f| (f * saturation / 1000.0).round() * 1000.0));
-    rates.sort_by(f64::total_cmp);
-    rates.dedup();
-    rates
-}
+/// Besides the given rates (those below saturation), these fractions of
+/// saturation are offered.
+const SATURATION_FRACTIONS: [f64; 3] = [0.5, 0.8, 0.95];
 
 /// What the machine alone does to threads that do nothing but read the
 /// clock: how often consecutive reads are far apart (the thread was not
@@ -1115,15 +699,17 @@ fn latency_part(args: &Args, report: &Report, prepared: &Prepared) -> anyhow::Re
         let label = format!("saturation {shards} shards, batch 1");
         let saturation = engine_rates(setup, exchange, warmup_actions, actions, args.runs, expected, &label)?;
         let saturation = saturation.median();
-        saturations.push((shards, saturation));
-        for offered in offered_rates(&args.rates, saturation) {
+        saturations.push((setup, saturation));
+        for offered in offered_rates(&args.rates, &SATURATION_FRACTIONS, saturation) {
             let n = ((offered * args.latency_seconds) as usize).clamp(1, actions.len());
             let (_, expected) = bare_run(exchange, &flow.warmup, &flow.commands[..n]);
             let mut histogram = new_histogram()?;
             let (engine, mut reader) = Engine::<()>::start(setup.config(exchange))?;
-            pump(&engine, &mut reader, warmup_actions, WARMUP_BATCH, wait, &mut DiscardEvents);
+            pump(&engine, &mut reader, warmup_actions, WARMUP_BATCH, setup.idle(), &mut DiscardEvents)?;
             let mut sink = Checksum::default();
-            let elapsed = open_loop(&engine, &mut reader, &actions[..n], offered, &mut histogram, &mut sink);
+            // The client never idles in the open loop: it polls flat out.
+            let idle = ClientIdle::Poll;
+            let elapsed = open_loop(&engine, &mut reader, &actions[..n], offered, idle, &mut histogram, &mut sink)?;
             engine.shutdown();
             ensure!(
                 sink == expected,
@@ -1135,19 +721,13 @@ fn latency_part(args: &Args, report: &Report, prepared: &Prepared) -> anyhow::Re
                 saturation,
                 commands: n,
                 achieved: n as f64 / elapsed.as_secs_f64(),
-                p50_ns: histogram.value_at_quantile(0.50),
-                p99_ns: histogram.value_at_quantile(0.99),
-                p999_ns: histogram.value_at_quantile(0.999),
-                max_ns: histogram.max(),
+                latency: Latency::of(&histogram),
             };
             eprintln!(
-                "  latency {shards} shards at {}/s: achieved {}/s, p50 {} p99 {} p99.9 {} max {}",
+                "  latency {shards} shards at {}/s: achieved {}/s, {}",
                 grouped(offered),
                 grouped(row.achieved),
-                micros(row.p50_ns),
-                micros(row.p99_ns),
-                micros(row.p999_ns),
-                micros(row.max_ns)
+                row.latency.micros_text()
             );
             rows.push(row);
         }
@@ -1156,23 +736,23 @@ fn latency_part(args: &Args, report: &Report, prepared: &Prepared) -> anyhow::Re
 
     // The target: p99 under 10 µs at half of saturation.
     let target = |shards: usize| {
-        rows.iter().find(|r| r.shards == shards && (r.offered / r.saturation - 0.5).abs() < 0.01).map(|r| r.p99_ns)
+        rows.iter()
+            .find(|r| r.shards == shards && (r.offered / r.saturation - 0.5).abs() < 0.01)
+            .map(|r| r.latency.p99_ns)
     };
     if args.json {
-        for &(shards, saturation) in &saturations {
+        for (setup, saturation) in &saturations {
             println!(
-                "{{\"kind\":\"saturation\",\"shards\":{shards},\"threads\":{},\"batch\":1,\"wait\":\"{}\",\"pin\":{},\"runs\":{},\"commands_per_s_median\":{saturation:.0},\"p99_at_half_ns\":{},\"target_met\":{}}}",
-                shards + 1,
-                wait_name(wait),
-                args.pin,
+                "{{\"kind\":\"saturation\",{},\"runs\":{},\"commands_per_s_median\":{saturation:.0},\"p99_at_half_ns\":{},\"target_met\":{}}}",
+                setup.json(),
                 args.runs,
-                target(shards).map_or("null".to_string(), |p| p.to_string()),
-                target(shards).is_some_and(|p| p < 10_000),
+                target(setup.shards).map_or("null".to_string(), |p| p.to_string()),
+                target(setup.shards).is_some_and(|p| p < 10_000),
             );
         }
         for r in &rows {
             println!(
-                "{{\"kind\":\"latency\",\"shards\":{},\"threads\":{},\"wait\":\"{}\",\"pin\":{},\"offered_per_s\":{:.0},\"saturation_per_s\":{:.0},\"commands\":{},\"achieved_per_s\":{:.0},\"p50_ns\":{},\"p99_ns\":{},\"p999_ns\":{},\"max_ns\":{}}}",
+                "{{\"kind\":\"latency\",\"shards\":{},\"threads\":{},\"wait\":\"{}\",\"pin\":{},\"offered_per_s\":{:.0},\"saturation_per_s\":{:.0},\"commands\":{},\"achieved_per_s\":{:.0},{}}}",
                 r.shards,
                 r.shards + 1,
                 wait_name(wait),
@@ -1181,10 +761,7 @@ fn latency_part(args: &Args, report: &Report, prepared: &Prepared) -> anyhow::Re
                 r.saturation,
                 r.commands,
                 r.achieved,
-                r.p50_ns,
-                r.p99_ns,
-                r.p999_ns,
-                r.max_ns
+                r.latency.json()
             );
         }
         println!(
@@ -1222,7 +799,7 @@ fn latency_part(args: &Args, report: &Report, prepared: &Prepared) -> anyhow::Re
     println!("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|");
     for r in &rows {
         println!(
-            "| {} | {}{} | {} | {:.0}% | {} | {} | {} | {} | {} | {} |",
+            "| {} | {}{} | {} | {:.0}% | {} | {} | {} |",
             r.shards,
             r.shards + 1,
             report.mark(r.shards + 1),
@@ -1230,10 +807,7 @@ fn latency_part(args: &Args, report: &Report, prepared: &Prepared) -> anyhow::Re
             100.0 * r.offered / r.saturation,
             grouped(r.commands as f64),
             grouped(r.achieved),
-            micros(r.p50_ns),
-            micros(r.p99_ns),
-            micros(r.p999_ns),
-            micros(r.max_ns),
+            r.latency.micros_cells(),
         );
     }
     println!();
@@ -1249,7 +823,7 @@ fn latency_part(args: &Args, report: &Report, prepared: &Prepared) -> anyhow::Re
         micros(jitter.max_ns),
         100.0 * jitter.lost
     );
-    for &(shards, saturation) in &saturations {
+    for &(Setup { shards, .. }, saturation) in &saturations {
         let verdict = match target(shards) {
             Some(p99) if p99 < 10_000 => format!("met (p99 {} µs)", micros(p99)),
             Some(p99) => format!("NOT met (p99 {} µs)", micros(p99)),
@@ -1262,54 +836,16 @@ fn latency_part(args: &Args, report: &Report, prepared: &Prepared) -> anyhow::Re
         );
     }
     println!();
-    report.cores_note();
+    cores_note(report);
     report.load_note(load);
     Ok(())
-}
-
-// ----- formatting -----
-
-/// Nanoseconds as microseconds, 2 decimals.
-fn micros(ns: u64) -> String {
-    format!("{:.2}", ns as f64 / 1000.0)
-}
-
-/// `1234567.8` as `1,234,568`.
-fn grouped(value: f64) -> String {
-    let digits = format!("{:.0}", value.max(0.0));
-    let mut out = String::with_capacity(digits.len() + digits.len() / 3);
-    for (i, c) in digits.chars().enumerate() {
-        if i > 0 && (digits.len() - i) % 3 == 0 {
-            out.push(',');
-        }
-        out.push(c);
-    }
-    out
-}
-
-/// A JSON string literal.
-fn json_string(text: &str) -> String {
-    let mut out = String::with_capacity(text.len() + 2);
-    out.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => out.push_str("\\\""),
-            '\\' => out.push_str("\\\\"),
-            c if (c as u32) < 0x20 => out.push_str(&format!("\\u{:04x}", c as u32)),
-            c => out.push(c),
-        }
-    }
-    out.push('"');
-    out
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
     args.check()?;
     let wall = Instant::now();
-    let nproc = std::thread::available_parallelism().map_or(0, |n| n.get());
-    let cpu = cpu_model().unwrap_or_else(|| "unknown".to_string());
-    let invoked = std::env::args().collect::<Vec<_>>().join(" ");
-    let report = Report { nproc, json: args.json };
+    let Machine { nproc, cpu, invoked } = Machine::probe();
+    let report = Report { nproc, json: args.json, breakdown: LoadBreakdown::Busy };
     if args.json {
         println!(
             "{{\"kind\":\"machine\",\"nproc\":{nproc},\"cpu\":{},\"flags\":{},\"invoked\":{},\"load_average\":{}}}",
@@ -1331,7 +867,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         high_load(&args, &report)?;
     }
     if args.runs(Part::Flow) || args.runs(Part::Latency) {
-        let prepared = prepare(&args);
+        let prepared = prepare(args.symbols, args.commands, args.seed);
         if args.runs(Part::Flow) {
             flow_part(&args, &report, &prepared)?;
         }
@@ -1352,6 +888,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::bench_support::intended_ns;
 
     fn small_args() -> Args {
         Args {
@@ -1379,7 +916,7 @@ mod tests {
     #[test]
     fn the_engine_delivers_the_core_s_events_at_every_batch_and_shard_count() {
         let args = small_args();
-        let prepared = prepare(&args);
+        let prepared = prepare(args.symbols, args.commands, args.seed);
         let (_, expected) = bare_run(&prepared.exchange, &prepared.flow.warmup, &prepared.flow.commands);
         for shards in [1, 3] {
             for batch in [1, 7, 300] {
@@ -1396,13 +933,14 @@ mod tests {
     #[test]
     fn the_open_loop_records_every_command_once() {
         let args = small_args();
-        let prepared = prepare(&args);
+        let prepared = prepare(args.symbols, args.commands, args.seed);
         let setup = Setup { shards: 2, batch: 1, wait: WaitStrategy::SpinYield, pin: false };
         let (engine, mut reader) = Engine::<()>::start(setup.config(&prepared.exchange)).unwrap();
-        pump(&engine, &mut reader, &prepared.warmup_actions, WARMUP_BATCH, setup.wait, &mut DiscardEvents);
+        pump(&engine, &mut reader, &prepared.warmup_actions, WARMUP_BATCH, setup.idle(), &mut DiscardEvents).unwrap();
         let mut histogram = new_histogram().unwrap();
         let mut sink = Checksum::default();
-        let elapsed = open_loop(&engine, &mut reader, &prepared.actions, 1e6, &mut histogram, &mut sink);
+        let (actions, idle) = (&prepared.actions, ClientIdle::Poll);
+        let elapsed = open_loop(&engine, &mut reader, actions, 1e6, idle, &mut histogram, &mut sink).unwrap();
         engine.shutdown();
         assert_eq!(histogram.len(), prepared.actions.len() as u64);
         let (_, expected) = bare_run(&prepared.exchange, &prepared.flow.warmup, &prepared.flow.commands);
@@ -1413,7 +951,7 @@ mod tests {
 
     #[test]
     fn offered_rates_stay_below_saturation_and_add_fractions() {
-        let rates = offered_rates(&[100_000, 1_000_000, 5_000_000], 2_000_000.0);
+        let rates = offered_rates(&[100_000, 1_000_000, 5_000_000], &SATURATION_FRACTIONS, 2_000_000.0);
         assert_eq!(rates, vec![100_000.0, 1_000_000.0, 1_600_000.0, 1_900_000.0]);
     }
 
@@ -1421,12 +959,5 @@ mod tests {
     fn every_part_runs_small() {
         run(small_args()).unwrap();
         run(Args { json: true, ..small_args() }).unwrap();
-    }
-
-    #[test]
-    fn grouped_and_json_strings() {
-        assert_eq!(grouped(1_234_567.8), "1,234,568");
-        assert_eq!(json_string("a\"b\\c\n"), "\"a\\\"b\\\\c\\u000a\"");
-        assert_eq!(micros(12_345), "12.35");
     }
 }

@@ -6,6 +6,9 @@
 //! - `bench-durable`: measures the journal: throughput, ack latency, recovery, snapshots.
 //! - `generate`: writes such a flow as JSON lines, for `replay`.
 //! - `recover`, `journal inspect|verify`: the data directory of `replay --data`.
+//!
+//! The three benchmarks share their helpers (event checksum, client loops,
+//! load meter, formatting) in `bench_support`.
 
 use std::process::ExitCode;
 
@@ -14,6 +17,7 @@ use clap::{Parser, Subcommand};
 mod bench;
 mod bench_durable;
 mod bench_engine;
+mod bench_support;
 mod data;
 mod generate;
 mod replay;
