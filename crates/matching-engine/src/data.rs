@@ -1,12 +1,13 @@
 //! `recover` and `journal inspect|verify`: the data directory from outside
 //! a running engine.
 
+use std::io::Write;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
 use matching_core::{Config, Exchange, hash_books};
-use matching_journal::format::{self, KIND_COMMAND, KIND_EXTERNAL, SEGMENT_HEADER_LEN};
+use matching_journal::format::{self, KIND_COMMAND, KIND_EXTERNAL};
 use matching_journal::storage::{FsStorage, Storage};
 use matching_pipeline::{Durability, EngineConfig, recover_books};
 use matching_proto::json;
@@ -89,7 +90,14 @@ pub enum JournalCommand {
 
 pub fn journal(command: JournalCommand) -> anyhow::Result<()> {
     match command {
-        JournalCommand::Inspect { dir } => inspect(FsStorage::open(&dir)?),
+        JournalCommand::Inspect { dir } => {
+            let storage = FsStorage::open(&dir).with_context(|| format!("cannot open {}", dir.display()))?;
+            match inspect(&storage, &mut std::io::stdout().lock()) {
+                // A reader that stopped early (`| head`) is not an error.
+                Err(error) if error.kind() == std::io::ErrorKind::BrokenPipe => Ok(()),
+                result => result.context("cannot inspect the data directory"),
+            }
+        }
         JournalCommand::Verify { layout } => {
             let (exchanges, report) = recover_books(&layout.config()?, false)?;
             report_recovery(&report);
@@ -109,16 +117,17 @@ pub fn journal(command: JournalCommand) -> anyhow::Result<()> {
     }
 }
 
-fn inspect(storage: FsStorage) -> anyhow::Result<()> {
+fn inspect(storage: &FsStorage, out: &mut impl Write) -> std::io::Result<()> {
     for name in storage.list()? {
         let bytes = storage.read(&name)?;
         if name.starts_with("snapshot-") {
             match format::parse_snapshot(&bytes) {
-                Ok((seq, hash, body)) => println!(
+                Ok((seq, hash, body)) => writeln!(
+                    out,
                     "{{\"snapshot\":{name:?},\"seq\":{seq},\"state_hash\":\"{hash:016x}\",\"bytes\":{}}}",
                     body.len()
-                ),
-                Err(reason) => println!("{{\"snapshot\":{name:?},\"damaged\":{reason:?}}}"),
+                )?,
+                Err(reason) => writeln!(out, "{{\"snapshot\":{name:?},\"damaged\":{reason:?}}}")?,
             }
             continue;
         }
@@ -128,20 +137,21 @@ fn inspect(storage: FsStorage) -> anyhow::Result<()> {
         let (first_seq, chain_in) = match format::parse_segment_header(&bytes) {
             Ok(header) => header,
             Err(reason) => {
-                println!("{{\"segment\":{name:?},\"damaged\":{reason:?},\"offset\":0}}");
+                writeln!(out, "{{\"segment\":{name:?},\"damaged\":{reason:?},\"offset\":0}}")?;
                 continue;
             }
         };
-        println!(
+        writeln!(
+            out,
             "{{\"segment\":{name:?},\"first_seq\":{first_seq},\"chain_in\":{chain_in},\"bytes\":{}}}",
             bytes.len()
-        );
-        let (mut offset, mut link) = (SEGMENT_HEADER_LEN, chain_in);
-        while offset < bytes.len() {
-            let record = match format::parse_record(&bytes[offset..]) {
+        )?;
+        let mut link = chain_in;
+        for (offset, record) in format::records(&bytes) {
+            let record = match record {
                 Ok(record) => record,
                 Err(reason) => {
-                    println!("{{\"segment\":{name:?},\"damaged\":{reason:?},\"offset\":{offset}}}");
+                    writeln!(out, "{{\"segment\":{name:?},\"damaged\":{reason:?},\"offset\":{offset}}}")?;
                     break;
                 }
             };
@@ -161,9 +171,8 @@ fn inspect(storage: FsStorage) -> anyhow::Result<()> {
                 (KIND_EXTERNAL, _) => line.push_str(",\"external\":true"),
                 _ => line.push_str(",\"undecodable\":true"),
             }
-            println!("{line}}}");
+            writeln!(out, "{line}}}")?;
             link = record.chain_crc;
-            offset += record.len;
         }
     }
     Ok(())

@@ -226,15 +226,12 @@ pub fn replay_sharded(
     let mut line = Vec::with_capacity(1024);
     let mut batch = Vec::with_capacity(SUBMIT_BATCH);
     let read = loop {
-        let status = match read_line_bounded(&mut input, &mut line, LINE_BYTES_MAX) {
-            Ok(status) => status,
+        let parsed = match next_command(&mut input, &mut line, 0) {
+            Ok(Some(parsed)) => parsed,
+            Ok(None) => break Ok(()),
             Err(error) => break Err(error),
         };
-        let Some(complete) = status else { break Ok(()) };
-        if complete && line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
-        match if complete { json::parse_command(&line, 0) } else { Err(json::TOO_LONG) } {
+        match parsed {
             Ok(action) => {
                 batch.push(action);
                 if batch.len() == SUBMIT_BATCH && !submit_all(&engine, &mut batch) {
@@ -275,14 +272,8 @@ pub fn replay(mut input: impl BufRead, mut output: impl Write, exchange: &mut Ex
     let mut line = Vec::with_capacity(1024);
     let mut sink = JsonLines { buffer: Vec::with_capacity(OUTPUT_FLUSH_BYTES + 4096) };
     let mut seq = 0u64;
-    loop {
-        let status = read_line_bounded(&mut input, &mut line, LINE_BYTES_MAX).context("cannot read input")?;
-        let Some(complete) = status else { break };
-        if complete && line.iter().all(u8::is_ascii_whitespace) {
-            continue;
-        }
+    while let Some(parsed) = next_command(&mut input, &mut line, seq + 1).context("cannot read input")? {
         seq += 1;
-        let parsed = if complete { json::parse_command(&line, seq) } else { Err(json::TOO_LONG) };
         match parsed {
             Ok(action) => exchange.process(&Command { seq, timestamp_ns: 0, action }, &mut sink),
             Err(reject) => json::write_parse_reject(&mut sink.buffer, seq, &reject),
@@ -342,6 +333,25 @@ pub fn report_recovery(report: &RecoveryReport) {
         );
     }
     eprintln!("recovery: {} journal records applied, last seq {}", report.records_applied, report.last_seq);
+}
+
+/// The next command line of `input`, parsed (blank lines are skipped and
+/// take no `seq`; a line over [`LINE_BYTES_MAX`] is `malformed`). A new
+/// order gets `new_order_id`. `None` at the end of input.
+fn next_command(
+    input: &mut impl BufRead,
+    line: &mut Vec<u8>,
+    new_order_id: matching_core::OrderId,
+) -> io::Result<Option<Result<matching_core::Action, json::ParseReject>>> {
+    while let Some(complete) = read_line_bounded(input, line, LINE_BYTES_MAX)? {
+        if !complete {
+            return Ok(Some(Err(json::TOO_LONG)));
+        }
+        if !line.iter().all(u8::is_ascii_whitespace) {
+            return Ok(Some(json::parse_command(line, new_order_id)));
+        }
+    }
+    Ok(None)
 }
 
 /// Reads one line (without its `\n`) into `line`, keeping at most `max`

@@ -12,7 +12,7 @@ use std::sync::mpsc;
 use std::time::Duration;
 
 use matching_core::{Config, Event, Exchange, Seq};
-use matching_journal::format::{self, SEGMENT_HEADER_LEN};
+use matching_journal::format;
 use matching_journal::storage::{FsStorage, Storage};
 use matching_journal::{JournalState, JournalWriter, Record, segment_name};
 use matching_proto::json;
@@ -94,14 +94,12 @@ fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
 
 /// `(offset, bytes, seq)` of every record of a segment file.
 fn record_spans(segment: &[u8]) -> Vec<(usize, usize, Seq)> {
-    let mut spans = Vec::new();
-    let mut offset = SEGMENT_HEADER_LEN;
-    while offset < segment.len() {
-        let record = format::parse_record(&segment[offset..]).expect("an undamaged segment");
-        spans.push((offset, record.len, record.seq));
-        offset += record.len;
-    }
-    spans
+    format::records(segment)
+        .map(|(offset, record)| {
+            let record = record.expect("an undamaged segment");
+            (offset, record.len, record.seq)
+        })
+        .collect()
 }
 
 /// Every command of the CLI that reads `dir` must refuse: non-zero exit,

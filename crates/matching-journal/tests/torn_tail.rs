@@ -81,14 +81,12 @@ fn files(storage: &dyn Storage) -> BTreeMap<String, Vec<u8>> {
 
 /// `(offset, bytes, seq)` of every record of a segment file.
 fn record_spans(segment: &[u8]) -> Vec<(usize, usize, Seq)> {
-    let mut spans = Vec::new();
-    let mut offset = SEGMENT_HEADER_LEN;
-    while offset < segment.len() {
-        let record = format::parse_record(&segment[offset..]).expect("an undamaged segment");
-        spans.push((offset, record.len, record.seq));
-        offset += record.len;
-    }
-    spans
+    format::records(segment)
+        .map(|(offset, record)| {
+            let record = record.expect("an undamaged segment");
+            (offset, record.len, record.seq)
+        })
+        .collect()
 }
 
 fn last_segment(storage: &SimStorage) -> String {

@@ -85,27 +85,33 @@ fn sample_orders<L: PriceLevels>(exchange: &Exchange<L>, keep: impl Fn(&RestingO
     all.iter().step_by(stride).take(CHUNK).copied().collect()
 }
 
-/// Runs `iters` timed operations in chunks: `timed(n)` does `n` of them,
-/// `restore(n)` puts the book back afterwards, untimed.
-fn chunked<L: PriceLevels>(
-    exchange: &mut Exchange<L>,
-    iters: u64,
-    mut timed: impl FnMut(&mut Exchange<L>, usize, &mut Fold),
-    mut restore: impl FnMut(&mut Exchange<L>, usize, &mut Fold),
-) -> Duration {
+/// Runs `iters` timed commands in chunks: the first `n` of `timed`, then
+/// (untimed) the first `n` of `restore`, which put the book back.
+fn chunked<L: PriceLevels>(exchange: &mut Exchange<L>, iters: u64, timed: &[Command], restore: &[Command]) -> Duration {
     let mut sink = Fold::default();
     let mut total = Duration::ZERO;
     let mut done = 0u64;
     while done < iters {
         let n = (iters - done).min(CHUNK as u64) as usize;
         let started = Instant::now();
-        timed(exchange, n, &mut sink);
+        timed[..n].iter().for_each(|c| exchange.process(c, &mut sink));
         total += started.elapsed();
-        restore(exchange, n, &mut sink);
+        restore[..n].iter().for_each(|c| exchange.process(c, &mut sink));
         done += n as u64;
     }
     black_box(sink.0);
     total
+}
+
+/// Benchmarks `timed` commands on a copy of `base`, each chunk undone by
+/// the matching `restore` commands, so every iteration sees the same book.
+fn bench_pair<L: PriceLevels>(
+    group: &mut BenchmarkGroup<'_, WallTime>,
+    base: &Exchange<L>,
+    timed: &[Command],
+    restore: &[Command],
+) {
+    group.bench_function(L::NAME, |b| b.iter_custom(|iters| chunked(&mut base.clone(), iters, timed, restore)));
 }
 
 fn add_resting<L: PriceLevels>(group: &mut BenchmarkGroup<'_, WallTime>, base: &Exchange<L>) {
@@ -120,17 +126,7 @@ fn add_resting<L: PriceLevels>(group: &mut BenchmarkGroup<'_, WallTime>, base: &
             _ => unreachable!(),
         })
         .collect();
-    group.bench_function(L::NAME, |b| {
-        b.iter_custom(|iters| {
-            let mut exchange = base.clone();
-            chunked(
-                &mut exchange,
-                iters,
-                |ex, n, sink| adds[..n].iter().for_each(|c| ex.process(c, sink)),
-                |ex, n, sink| cancels[..n].iter().for_each(|c| ex.process(c, sink)),
-            )
-        })
-    });
+    bench_pair(group, base, &adds, &cancels);
 }
 
 fn cancel_resting<L: PriceLevels>(group: &mut BenchmarkGroup<'_, WallTime>, base: &Exchange<L>) {
@@ -138,34 +134,14 @@ fn cancel_resting<L: PriceLevels>(group: &mut BenchmarkGroup<'_, WallTime>, base
     let cancels: Vec<Command> = orders.iter().map(|o| cancel(FRESH_ID, o)).collect();
     // The same ids again, at the tail of their levels.
     let readds: Vec<Command> = orders.iter().map(|o| new_order(o.order_id, *o)).collect();
-    group.bench_function(L::NAME, |b| {
-        b.iter_custom(|iters| {
-            let mut exchange = base.clone();
-            chunked(
-                &mut exchange,
-                iters,
-                |ex, n, sink| cancels[..n].iter().for_each(|c| ex.process(c, sink)),
-                |ex, n, sink| readds[..n].iter().for_each(|c| ex.process(c, sink)),
-            )
-        })
-    });
+    bench_pair(group, base, &cancels, &readds);
 }
 
 fn modify_in_place<L: PriceLevels>(group: &mut BenchmarkGroup<'_, WallTime>, base: &Exchange<L>) {
     let orders = sample_orders(base, |o| o.qty >= 2);
     let reduce: Vec<Command> = orders.iter().map(|o| modify(FRESH_ID, o, None, Some(o.qty - 1))).collect();
     let restore: Vec<Command> = orders.iter().map(|o| modify(FRESH_ID, o, None, Some(o.qty))).collect();
-    group.bench_function(L::NAME, |b| {
-        b.iter_custom(|iters| {
-            let mut exchange = base.clone();
-            chunked(
-                &mut exchange,
-                iters,
-                |ex, n, sink| reduce[..n].iter().for_each(|c| ex.process(c, sink)),
-                |ex, n, sink| restore[..n].iter().for_each(|c| ex.process(c, sink)),
-            )
-        })
-    });
+    bench_pair(group, base, &reduce, &restore);
 }
 
 fn modify_reprice<L: PriceLevels>(group: &mut BenchmarkGroup<'_, WallTime>, base: &Exchange<L>) {
@@ -176,17 +152,7 @@ fn modify_reprice<L: PriceLevels>(group: &mut BenchmarkGroup<'_, WallTime>, base
     };
     let moves: Vec<Command> = orders.iter().map(|o| modify(FRESH_ID, o, Some(away(o)), None)).collect();
     let back: Vec<Command> = orders.iter().map(|o| modify(FRESH_ID, o, Some(o.price), None)).collect();
-    group.bench_function(L::NAME, |b| {
-        b.iter_custom(|iters| {
-            let mut exchange = base.clone();
-            chunked(
-                &mut exchange,
-                iters,
-                |ex, n, sink| moves[..n].iter().for_each(|c| ex.process(c, sink)),
-                |ex, n, sink| back[..n].iter().for_each(|c| ex.process(c, sink)),
-            )
-        })
-    });
+    bench_pair(group, base, &moves, &back);
 }
 
 /// The standing book with its asks moved 8 ticks out, so that thin levels
