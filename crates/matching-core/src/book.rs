@@ -107,6 +107,8 @@ pub struct Book<L> {
     pub(crate) levels: LevelArena,
     /// The last trade id given out (trade ids count from 1 per symbol).
     pub(crate) last_trade_id: u64,
+    /// Whether the symbol trades (`halt`/`resume`).
+    pub(crate) status: TradingStatus,
 }
 
 /// The level-map key of a price on a side: greater is better on both sides.
@@ -136,6 +138,7 @@ impl<L: PriceLevels> Book<L> {
             asks: L::default(),
             levels: LevelArena::with_capacity(levels_reserved * 2),
             last_trade_id: 0,
+            status: TradingStatus::Open,
         };
         book.bids.reserve(levels_reserved);
         book.asks.reserve(levels_reserved);

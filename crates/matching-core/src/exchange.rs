@@ -6,7 +6,7 @@ use rustc_hash::FxHashMap;
 
 use crate::book::{Book, TakeOutcome, Taker};
 use crate::levels::{LadderLevels, PriceLevels};
-use crate::orders::{NIL, Orders, Slot};
+use crate::orders::{Orders, Slot};
 use crate::types::*;
 
 /// Limits and preallocation. Every limit is enforced with a rejection, never
@@ -53,6 +53,12 @@ pub struct Exchange<L: PriceLevels = LadderLevels> {
     /// The book most recently looked up by symbol: flow is skewed to a few
     /// symbols, and a 33-byte compare is cheaper than hashing the name.
     recent_book: Option<(Symbol, u32)>,
+    /// The orders a mass cancel collects, to sort by id. Kept between
+    /// commands so that, once grown, a mass cancel allocates nothing.
+    mass_scratch: Vec<(OrderId, u32)>,
+    /// Resting orders mass cancels have stepped through so far: how a test
+    /// shows that a mass cancel costs what it cancels.
+    mass_visited: u64,
 }
 
 #[inline]
@@ -73,6 +79,8 @@ impl<L: PriceLevels> Exchange<L> {
             books: Vec::new(),
             book_by_symbol: FxHashMap::default(),
             recent_book: None,
+            mass_scratch: Vec::new(),
+            mass_visited: 0,
             config,
         };
         for symbol in exchange.config.instruments.clone().unwrap_or_default() {
@@ -104,6 +112,9 @@ impl<L: PriceLevels> Exchange<L> {
             Action::New(ref order) => self.new_order(seq, order, sink),
             Action::Cancel { user, order_id } => self.cancel(seq, user, order_id, sink),
             Action::Modify { user, order_id, price, qty } => self.modify(seq, user, order_id, price, qty, sink),
+            Action::MassCancel { user, symbol, side } => self.mass_cancel(seq, user, symbol, side, sink),
+            Action::Halt { symbol } => self.set_status(seq, symbol, TradingStatus::Halted, sink),
+            Action::Resume { symbol } => self.set_status(seq, symbol, TradingStatus::Open, sink),
         }
     }
 
@@ -155,6 +166,11 @@ impl<L: PriceLevels> Exchange<L> {
         }
         if !in_range(order.qty) {
             return Err(RejectReason::InvalidQty);
+        }
+        if let Some(b) = book
+            && self.books[b as usize].status == TradingStatus::Halted
+        {
+            return Err(RejectReason::Halted);
         }
         if order.post_only
             && let (Some(b), Some(price)) = (book, order.price)
@@ -211,20 +227,16 @@ impl<L: PriceLevels> Exchange<L> {
         }
         match (order.tif, order.price) {
             (Tif::Gtc, Some(price)) => {
-                let slot = Slot {
-                    id: order.order_id,
-                    user: order.user,
+                let slot = Slot::resting_order(
+                    order.order_id,
+                    order.user,
+                    book_ix,
+                    order.side,
                     price,
                     remaining,
-                    next: NIL,
-                    prev: NIL,
-                    level: NIL,
-                    book: book_ix,
-                    side: order.side,
-                    stp: order.stp,
-                    post_only: order.post_only,
-                    live: true,
-                };
+                    order.stp,
+                    order.post_only,
+                );
                 // check_new made sure there is room for a gtc order.
                 let Some(oi) = self.orders.insert(slot) else {
                     unreachable!("Invariant: check_new reserved a slot for a gtc order")
@@ -284,6 +296,9 @@ impl<L: PriceLevels> Exchange<L> {
         let new_price = price.unwrap_or(slot.price);
         let new_qty = qty.unwrap_or(slot.remaining);
         let book = &mut self.books[slot.book as usize];
+        if book.status == TradingStatus::Halted {
+            return sink.event(&reject(RejectReason::Halted));
+        }
         if slot.post_only && book.would_take(slot.side, new_price) {
             return sink.event(&reject(RejectReason::WouldTake));
         }
@@ -308,7 +323,76 @@ impl<L: PriceLevels> Exchange<L> {
         }
     }
 
+    /// Cancels `user`'s resting orders (in `symbol`, on `side`, when given),
+    /// lowest order id first, then reports how many. Visits only the
+    /// orders it cancels (the user's owner lists), then sorts them by id.
+    fn mass_cancel<S: EventSink + ?Sized>(
+        &mut self,
+        seq: Seq,
+        user: UserId,
+        symbol: Option<Symbol>,
+        side: Option<Side>,
+        sink: &mut S,
+    ) {
+        if user > VALUE_MAX {
+            return sink.event(&Event::rejected(seq, RejectReason::Malformed, None));
+        }
+        let book = match symbol {
+            None => None,
+            Some(symbol) => match self.find_book(&symbol) {
+                Some(book) => Some(book),
+                None if self.config.instruments.is_some() => {
+                    return sink.event(&Event::rejected(seq, RejectReason::InvalidSymbol, None));
+                }
+                // A valid symbol with no book: nothing rests there.
+                None => return sink.event(&Event { seq, kind: EventKind::MassCancelled { user, count: 0 } }),
+            },
+        };
+        let mut victims = std::mem::take(&mut self.mass_scratch);
+        victims.clear();
+        self.mass_visited += self.orders.collect_owned(user, book, side, &mut victims);
+        victims.sort_unstable_by_key(|&(order_id, _)| order_id);
+        for &(order_id, oi) in &victims {
+            let slot = self.orders.slots[oi as usize];
+            self.books[slot.book as usize].remove(&mut self.orders, oi);
+            self.orders.release(oi);
+            sink.event(&Event::cancelled(seq, order_id, CancelReason::Mass, slot.remaining));
+        }
+        let count = victims.len() as u64;
+        self.mass_scratch = victims;
+        sink.event(&Event { seq, kind: EventKind::MassCancelled { user, count } });
+    }
+
+    /// `halt` / `resume`: sets the symbol's trading status (creating its
+    /// book if it has none, so that its first orders meet the status) and
+    /// answers with a `status` event, even when nothing changed.
+    fn set_status<S: EventSink + ?Sized>(&mut self, seq: Seq, symbol: Symbol, status: TradingStatus, sink: &mut S) {
+        let book = match self.find_book(&symbol) {
+            Some(book) => book,
+            None if self.config.instruments.is_some() => {
+                return sink.event(&Event::rejected(seq, RejectReason::InvalidSymbol, None));
+            }
+            None if self.books.len() >= self.config.symbols_max => {
+                return sink.event(&Event::rejected(seq, RejectReason::TooManySymbols, None));
+            }
+            None => self.create_book(symbol),
+        };
+        self.books[book as usize].status = status;
+        sink.event(&Event { seq, kind: EventKind::Status { symbol, status } });
+    }
+
     // ----- queries -----
+
+    /// Resting orders that mass cancels have stepped through so far: a test
+    /// compares it with what they cancelled.
+    pub fn mass_cancel_visits(&self) -> u64 {
+        self.mass_visited
+    }
+
+    /// Number of users with at least one resting order.
+    pub fn users_resting(&self) -> usize {
+        self.orders.owners.sizes().1
+    }
 
     /// A read-only view of one symbol's book.
     pub fn book(&self, symbol: &Symbol) -> Option<BookView<'_, L>> {
@@ -396,5 +480,10 @@ impl<'a, L: PriceLevels> BookView<'a, L> {
     /// The last trade id given out in this symbol (0 before the first trade).
     pub fn last_trade_id(&self) -> u64 {
         self.book.last_trade_id
+    }
+
+    /// Whether the symbol trades or is halted.
+    pub fn status(&self) -> TradingStatus {
+        self.book.status
     }
 }

@@ -19,8 +19,8 @@
 //! ```
 //!
 //! Semantics are those of `SPEC.md` (price-time priority, limit and market
-//! orders, `gtc`/`ioc`/`fok`, post-only, self-trade prevention, cancel and
-//! modify); `docs/SEMANTICS.md` records the choices made where it is silent.
+//! orders, `gtc`/`ioc`/`fok`, post-only, self-trade prevention, cancel,
+//! modify, mass cancel, halt and resume); `docs/SEMANTICS.md` records the choices made where it is silent.
 
 #![deny(unsafe_code)]
 
@@ -29,12 +29,13 @@ mod exchange;
 mod id_index;
 pub mod levels;
 mod orders;
+mod owners;
 mod snapshot;
 mod types;
 
 pub use exchange::{BookView, Config, Exchange};
 pub use levels::{BTreeLevels, LadderLevels, PriceLevels, SortedVecLevels};
-pub use snapshot::{BookState, StateError, encode_books, hash_books};
+pub use snapshot::{BookState, STATE_VERSION, StateError, encode_books, hash_books, hash_encoded_state, state_version};
 pub use types::*;
 
 /// The README's examples, compiled and run as doctests.

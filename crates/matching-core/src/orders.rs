@@ -4,8 +4,10 @@
 //! Slots are reused through an intrusive free list, so once the arena has
 //! reached its high-water mark, resting and removing orders allocates
 //! nothing. The arena never holds more than `orders_max` live orders.
+//! Every live slot is also on its owner's list ([`crate::owners`]).
 
 use crate::id_index::IdIndex;
+use crate::owners::{Owners, side_index};
 
 use crate::types::*;
 
@@ -33,9 +35,48 @@ pub(crate) struct Slot {
     pub(crate) post_only: bool,
     /// False once the slot is on the free list.
     pub(crate) live: bool,
+    /// The owner list (user, book) the order is on, and its neighbours
+    /// there (`NIL` at the ends). Set by [`Orders::insert`].
+    pub(crate) owner: u32,
+    pub(crate) owner_next: u32,
+    pub(crate) owner_prev: u32,
 }
 
+const _: () = assert!(std::mem::size_of::<Slot>() == 64, "a slot is one cache line");
+
 impl Slot {
+    /// A slot for an order about to rest in book `book`; its links are set
+    /// when it is inserted and linked into its level.
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn resting_order(
+        id: OrderId,
+        user: UserId,
+        book: u32,
+        side: Side,
+        price: Price,
+        remaining: Qty,
+        stp: Stp,
+        post_only: bool,
+    ) -> Slot {
+        Slot {
+            id,
+            user,
+            price,
+            remaining,
+            next: NIL,
+            prev: NIL,
+            level: NIL,
+            book,
+            side,
+            stp,
+            post_only,
+            live: true,
+            owner: NIL,
+            owner_next: NIL,
+            owner_prev: NIL,
+        }
+    }
+
     pub(crate) fn resting(&self) -> RestingOrder {
         RestingOrder {
             order_id: self.id,
@@ -60,6 +101,8 @@ pub struct Orders {
     pub(crate) index: IdIndex,
     /// The greatest id ever inserted: no live order has a greater one.
     id_high_water: OrderId,
+    /// Each user's resting orders, per book and side.
+    pub(crate) owners: Owners,
 }
 
 impl Orders {
@@ -71,7 +114,15 @@ impl Orders {
         // A window of 4 ids per slot covers the ids of orders that churn;
         // longer-lived ones move to the overflow map, sized for them all.
         let index = IdIndex::new((preallocated * 4).clamp(1 << 12, 1 << 22), preallocated);
-        Orders { slots: Vec::with_capacity(preallocated), free: NIL, live: 0, max, index, id_high_water: 0 }
+        Orders {
+            slots: Vec::with_capacity(preallocated),
+            free: NIL,
+            live: 0,
+            max,
+            index,
+            id_high_water: 0,
+            owners: Owners::new(),
+        }
     }
 
     pub(crate) fn len(&self) -> usize {
@@ -95,7 +146,8 @@ impl Orders {
         self.index.get(id)
     }
 
-    /// Stores `slot` and indexes it by id. `None` when the arena is full.
+    /// Stores `slot`, indexes it by id and puts it on its owner's list.
+    /// `None` when the arena is full.
     #[inline]
     pub(crate) fn insert(&mut self, slot: Slot) -> Option<u32> {
         if self.is_full() {
@@ -113,7 +165,77 @@ impl Orders {
         self.live += 1;
         self.id_high_water = self.id_high_water.max(slot.id);
         self.index.insert(slot.id, oi);
+        self.link_owner(oi);
         Some(oi)
+    }
+
+    /// Puts slot `oi` at the head of its owner list (user, book, side).
+    #[inline]
+    fn link_owner(&mut self, oi: u32) {
+        let Slot { user, book, side, .. } = self.slots[oi as usize];
+        let li = self.owners.list_for(user, book);
+        let list = &mut self.owners.lists[li as usize];
+        let head = std::mem::replace(&mut list.heads[side_index(side)], oi);
+        list.count += 1;
+        if head != NIL {
+            self.slots[head as usize].owner_prev = oi;
+        }
+        let slot = &mut self.slots[oi as usize];
+        slot.owner = li;
+        slot.owner_next = head;
+        slot.owner_prev = NIL;
+    }
+
+    /// Takes slot `oi` off its owner list, releasing the list if it empties.
+    #[inline]
+    fn unlink_owner(&mut self, oi: u32) {
+        let Slot { owner: li, owner_next: next, owner_prev: prev, side, .. } = self.slots[oi as usize];
+        if prev == NIL {
+            self.owners.lists[li as usize].heads[side_index(side)] = next;
+        } else {
+            self.slots[prev as usize].owner_next = next;
+        }
+        if next != NIL {
+            self.slots[next as usize].owner_prev = prev;
+        }
+        let list = &mut self.owners.lists[li as usize];
+        list.count -= 1;
+        if list.count == 0 {
+            self.owners.release(li);
+        }
+    }
+
+    /// Appends `(order id, slot)` of each of `user`'s resting orders in
+    /// book `book` (any book when `None`) on `side` (both when `None`) to
+    /// `out`, in no particular order. Returns how many slots it stepped
+    /// through to find them (exactly those, by construction of the lists).
+    pub(crate) fn collect_owned(
+        &self,
+        user: UserId,
+        book: Option<u32>,
+        side: Option<Side>,
+        out: &mut Vec<(OrderId, u32)>,
+    ) -> u64 {
+        let mut visited = 0u64;
+        let mut collect_list = |li: u32| {
+            for s in [Side::Buy, Side::Sell] {
+                if side.is_some_and(|wanted| wanted != s) {
+                    continue;
+                }
+                let mut oi = self.owners.lists[li as usize].heads[side_index(s)];
+                while oi != NIL {
+                    let slot = &self.slots[oi as usize];
+                    visited += 1;
+                    out.push((slot.id, oi));
+                    oi = slot.owner_next;
+                }
+            }
+        };
+        match book {
+            Some(book) => self.owners.find(user, book).into_iter().for_each(&mut collect_list),
+            None => self.owners.lists_of(user).for_each(&mut collect_list),
+        }
+        visited
     }
 
     /// Frees slot `oi` and forgets its id. The caller has unlinked it from its book.
@@ -137,9 +259,11 @@ impl Orders {
         Some(oi)
     }
 
-    /// Puts slot `oi`, already out of the index and out of its book, on the free list.
+    /// Puts slot `oi`, already out of the index and out of its book, on the
+    /// free list (and takes it off its owner's list).
     #[inline]
     pub(crate) fn free_slot(&mut self, oi: u32) {
+        self.unlink_owner(oi);
         let slot = &mut self.slots[oi as usize];
         debug_assert!(slot.live, "Invariant: only a live slot is released");
         slot.live = false;
@@ -176,6 +300,45 @@ impl Orders {
         }
         if free + live != self.slots.len() {
             return Err(format!("arena: {free} free + {live} live != {} slots", self.slots.len()));
+        }
+        self.validate_owners()
+    }
+
+    /// Every live slot is on the owner list of its user, book and side,
+    /// exactly once, with consistent links and counts.
+    fn validate_owners(&self) -> Result<(), String> {
+        let lists = self.owners.validate()?;
+        let mut on_lists = 0usize;
+        for (li, list) in self.owners.lists.iter().enumerate() {
+            if self.owners.find(list.user, list.book) != Some(li as u32) {
+                continue; // a free entry
+            }
+            let mut count = 0u32;
+            for side in [Side::Buy, Side::Sell] {
+                let (mut prev, mut oi) = (NIL, list.heads[side_index(side)]);
+                while oi != NIL {
+                    let slot = self.slots.get(oi as usize).ok_or_else(|| format!("owners: slot {oi} out of range"))?;
+                    if !slot.live || slot.owner != li as u32 || slot.owner_prev != prev {
+                        return Err(format!("owners: order {} has broken owner links", slot.id));
+                    }
+                    if slot.user != list.user || slot.book != list.book || slot.side != side {
+                        return Err(format!("owners: order {} is on another owner's list", slot.id));
+                    }
+                    count += 1;
+                    if count as usize > self.live {
+                        return Err(format!("owners: list {li} has a cycle"));
+                    }
+                    prev = oi;
+                    oi = slot.owner_next;
+                }
+            }
+            if count != list.count {
+                return Err(format!("owners: list {li} counts {} orders, holds {count}", list.count));
+            }
+            on_lists += count as usize;
+        }
+        if on_lists != self.live || (lists == 0) != (self.live == 0) {
+            return Err(format!("owners: {on_lists} orders on owner lists, {} live", self.live));
         }
         Ok(())
     }

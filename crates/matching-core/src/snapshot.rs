@@ -6,16 +6,18 @@
 //!
 //! ```text
 //! magic    4 bytes  "MXST"
-//! version  u32      1
+//! version  u32      2
 //! books    u64      number of books, then per book in byte order of the symbol:
 //!   len      u8       symbol length (1..=32), then the symbol's bytes
 //!   trade    u64      last trade id
+//!   status   u8       0 open, 1 halted (absent in version 1: open)
 //!   bids     u64      count, then that many orders, best first
 //!   asks     u64      count, then that many orders, best first
 //! order:   id u64, user u64, price u64, remaining u64, stp u8, post_only u8
 //! ```
 //!
-//! Only what decides future behaviour is encoded (no arena slot numbers, no
+//! Version 1 (before `halt`/`resume`) had no status byte; it still decodes,
+//! every book open. Only what decides future behaviour is encoded (no arena slot numbers, no
 //! capacities), so two exchanges that behave the same encode the same, and
 //! the state hash is stable across runs, machines and level structures.
 
@@ -27,7 +29,10 @@ use crate::orders::{NIL, Slot};
 use crate::types::*;
 
 const MAGIC: &[u8; 4] = b"MXST";
-const VERSION: u32 = 1;
+/// The version [`Exchange::encode_state`] writes.
+pub const STATE_VERSION: u32 = 2;
+/// The oldest version [`Exchange::decode_state`] still reads.
+const VERSION_OLDEST: u32 = 1;
 const ORDER_BYTES: usize = 8 * 4 + 2;
 
 /// Why bytes could not be decoded into an exchange.
@@ -104,9 +109,31 @@ pub struct BookState {
     pub bytes: Vec<u8>,
 }
 
+/// The version of a state encoding, if `bytes` start like one.
+pub fn state_version(bytes: &[u8]) -> Option<u32> {
+    let version = bytes.get(4..8)?;
+    (bytes[..4] == *MAGIC).then(|| u32::from_le_bytes([version[0], version[1], version[2], version[3]]))
+}
+
+/// The state hash of an encoding as it stands, of any version: for a
+/// snapshot written by an older version, whose bytes a fresh encoding of
+/// the same state no longer reproduces.
+pub fn hash_encoded_state(bytes: &[u8]) -> u64 {
+    let mut hasher = Fnv64::new();
+    hasher.put(bytes);
+    hasher.0
+}
+
+fn status_code(status: TradingStatus) -> u8 {
+    match status {
+        TradingStatus::Open => 0,
+        TradingStatus::Halted => 1,
+    }
+}
+
 fn write_header(out: &mut impl Output, books: usize) {
     out.put(MAGIC);
-    out.put(&VERSION.to_le_bytes());
+    out.put(&STATE_VERSION.to_le_bytes());
     out.put(&(books as u64).to_le_bytes());
 }
 
@@ -136,6 +163,7 @@ impl<L: PriceLevels> Exchange<L> {
         out.put(&[name.len() as u8]);
         out.put(name);
         out.put(&book.last_trade_id.to_le_bytes());
+        out.put(&[status_code(book.status)]);
         for side in [Side::Buy, Side::Sell] {
             let count: u64 = book.side(side).iter_best_first().map(|(_, li)| book.levels[li].count as u64).sum();
             out.put(&count.to_le_bytes());
@@ -209,9 +237,19 @@ impl<L: PriceLevels> Exchange<L> {
             return Err(r.error("not a state encoding (bad magic)"));
         }
         let version = r.u32()?;
-        if version != VERSION {
+        if !(VERSION_OLDEST..=STATE_VERSION).contains(&version) {
             return Err(r.error(&format!("unsupported version {version}")));
         }
+        let read_status = |r: &mut Reader<'_>| -> Result<TradingStatus, StateError> {
+            if version < 2 {
+                return Ok(TradingStatus::Open);
+            }
+            match r.u8()? {
+                0 => Ok(TradingStatus::Open),
+                1 => Ok(TradingStatus::Halted),
+                _ => Err(r.error("invalid trading status")),
+            }
+        };
         let book_count = r.u64()?;
         let mut previous: Option<Symbol> = None;
         for _ in 0..book_count {
@@ -223,6 +261,7 @@ impl<L: PriceLevels> Exchange<L> {
             previous = Some(symbol);
             if !keep(&symbol) {
                 r.u64()?;
+                read_status(&mut r)?;
                 for side in [Side::Buy, Side::Sell] {
                     for _ in 0..r.u64()? {
                         r.order(side)?;
@@ -245,7 +284,10 @@ impl<L: PriceLevels> Exchange<L> {
             if last_trade_id > VALUE_MAX {
                 return Err(r.error(&format!("last trade id {last_trade_id} out of range")));
             }
-            exchange.books[book_ix as usize].last_trade_id = last_trade_id;
+            let status = read_status(&mut r)?;
+            let book = &mut exchange.books[book_ix as usize];
+            book.last_trade_id = last_trade_id;
+            book.status = status;
             for side in [Side::Buy, Side::Sell] {
                 let count = r.u64()?;
                 let mut last_price: Option<Price> = None;
@@ -328,20 +370,7 @@ impl<'a> Reader<'a> {
         if !valid(id) || user > VALUE_MAX || !valid(price) || !valid(remaining) {
             return Err(self.error(&format!("order {id} has a value out of range")));
         }
-        Ok(Slot {
-            id,
-            user,
-            price,
-            remaining,
-            next: NIL,
-            prev: NIL,
-            level: NIL,
-            book: NIL,
-            side,
-            stp,
-            post_only,
-            live: true,
-        })
+        Ok(Slot::resting_order(id, user, NIL, side, price, remaining, stp, post_only))
     }
 }
 

@@ -260,6 +260,36 @@ pub enum Action {
         price: Option<Price>,
         qty: Option<Qty>,
     },
+    /// Cancels every resting order of `user` (only in `symbol` and only on
+    /// `side` when given), lowest order id first, then answers with one
+    /// `mass_cancelled` carrying the count.
+    MassCancel {
+        user: UserId,
+        symbol: Option<Symbol>,
+        side: Option<Side>,
+    },
+    /// Stops trading in `symbol` until a [`Action::Resume`]: new orders and
+    /// modifies are rejected `halted`; cancels still work, resting orders stay.
+    Halt {
+        symbol: Symbol,
+    },
+    /// Opens a halted symbol for trading again.
+    Resume {
+        symbol: Symbol,
+    },
+}
+
+impl Action {
+    /// The symbol the action names, if it names one (a cancel or modify
+    /// names only an order; a mass cancel may name none).
+    pub fn symbol(&self) -> Option<&Symbol> {
+        match self {
+            Action::New(order) => Some(&order.symbol),
+            Action::MassCancel { symbol, .. } => symbol.as_ref(),
+            Action::Halt { symbol } | Action::Resume { symbol } => Some(symbol),
+            Action::Cancel { .. } | Action::Modify { .. } => None,
+        }
+    }
 }
 
 /// A sequenced command: what the sequencer hands the core.
@@ -288,6 +318,8 @@ pub enum RejectReason {
     InvalidPrice,
     InvalidQty,
     UnknownOrder,
+    /// A new order for a halted symbol, or a modify of an order resting in one.
+    Halted,
     WouldTake,
     /// A new order's id is the id of an order that is still resting.
     DuplicateOrderId,
@@ -306,6 +338,7 @@ impl RejectReason {
             RejectReason::InvalidPrice => "invalid_price",
             RejectReason::InvalidQty => "invalid_qty",
             RejectReason::UnknownOrder => "unknown_order",
+            RejectReason::Halted => "halted",
             RejectReason::WouldTake => "would_take",
             RejectReason::DuplicateOrderId => "duplicate_order_id",
             RejectReason::TooManyOrders => "too_many_orders",
@@ -324,6 +357,8 @@ pub enum CancelReason {
     Fok,
     /// Self-trade prevention.
     Stp,
+    /// A `mass_cancel`.
+    Mass,
 }
 
 impl CancelReason {
@@ -333,6 +368,7 @@ impl CancelReason {
             CancelReason::Ioc => "ioc",
             CancelReason::Fok => "fok",
             CancelReason::Stp => "stp",
+            CancelReason::Mass => "mass",
         }
     }
 }
@@ -389,6 +425,36 @@ pub enum EventKind {
         /// The new remaining quantity.
         qty: Qty,
     },
+    /// The end of a mass cancel: how many orders it cancelled (each has had
+    /// its `cancelled` event, reason `mass`, just before).
+    MassCancelled {
+        user: UserId,
+        count: u64,
+    },
+    /// The answer to a `halt` or `resume`: the symbol's trading status now.
+    Status {
+        symbol: Symbol,
+        status: TradingStatus,
+    },
+}
+
+/// Whether a symbol trades.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Default)]
+pub enum TradingStatus {
+    /// New orders and modifies are accepted.
+    #[default]
+    Open,
+    /// New orders and modifies are rejected `halted`; cancels still work.
+    Halted,
+}
+
+impl TradingStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TradingStatus::Open => "open",
+            TradingStatus::Halted => "halted",
+        }
+    }
 }
 
 /// A fill, at the maker's price.

@@ -1585,7 +1585,7 @@ fn recovery_part(
     let snapshot_seq = engine.snapshot()?;
     let snapshot_time = snapshot_started.elapsed();
     pump(&engine, &mut reader, &actions[half..], 256, ClientIdle::Nap(wait), &mut DiscardEvents)?;
-    let state_hash = engine.state_hash();
+    let state_hash = engine.state_hash()?;
     let last_seq = engine.next_seq() - 1;
     engine.shutdown();
     let written = written.elapsed();
@@ -1704,7 +1704,7 @@ fn snapshot_part(args: &Args, report: &Report, scratch: &Scratch) -> anyhow::Res
     let built = Instant::now();
     pump(&engine, &mut reader, &actions, WARMUP_BATCH, ClientIdle::Nap(wait), &mut DiscardEvents)?;
     let built = built.elapsed();
-    ensure!(engine.state_hash() == state_hash, "the engine's book differs from the bare core's");
+    ensure!(engine.state_hash()? == state_hash, "the engine's book differs from the bare core's");
     let (mut total, mut query, mut encode, mut write) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
     let mut seq = 0;
     let mut body_bytes = 0;
@@ -1715,7 +1715,7 @@ fn snapshot_part(args: &Args, report: &Report, scratch: &Scratch) -> anyhow::Res
         // The same steps one at a time: the state query, hashing and
         // encoding, and writing (to another directory, the same file system).
         let started = Instant::now();
-        let Answer::State(mut parts) = engine.query(Query::State) else { bail!("a State query gave no state") };
+        let Answer::State(mut parts) = engine.query(Query::State)? else { bail!("a State query gave no state") };
         query.push(started.elapsed().as_secs_f64());
         let started = Instant::now();
         let hash = hash_books(&mut parts);

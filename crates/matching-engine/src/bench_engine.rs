@@ -224,7 +224,7 @@ fn engine_run(
     if warmup.is_empty() {
         // A round trip through every shard: their threads are up and
         // waiting before the clock starts (the books are empty: cheap).
-        engine.query(Query::State);
+        engine.query(Query::State)?;
     }
     let mut sink = Checksum::default();
     let actions = black_box(actions);

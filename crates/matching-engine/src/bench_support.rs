@@ -64,6 +64,10 @@ impl EventSink for Checksum {
             EventKind::Modified { order_id, price, qty } => {
                 5 ^ order_id << 8 ^ price.rotate_left(20) ^ qty.rotate_left(40)
             }
+            EventKind::MassCancelled { user, count } => 6 ^ user << 8 ^ count.rotate_left(40),
+            EventKind::Status { symbol, status } => {
+                7 ^ (status as u64) << 4 ^ symbol.as_bytes().iter().fold(0u64, |h, &b| h.rotate_left(8) ^ b as u64)
+            }
         };
         self.events += 1;
         self.hash = (self.hash ^ value ^ event.seq.rotate_left(32)).wrapping_mul(0x9E37_79B9_7F4A_7C15).rotate_left(27);
@@ -288,7 +292,7 @@ pub fn pump<S: EventSink>(
     while done < actions.len() || reader.next_seq() < last {
         let taken = if done < actions.len() {
             let end = (done + batch).min(actions.len());
-            engine.try_submit_batch(&actions[done..end]).0
+            engine.try_submit_batch(&actions[done..end])?.0
         } else {
             0
         };
@@ -342,7 +346,7 @@ pub fn open_loop<S: EventSink>(
         let now_ns = t0.elapsed().as_nanos() as u64;
         let mut burst = 0;
         while sent < n && burst < SEND_BURST_MAX && intended_ns(sent, period_ns) <= now_ns {
-            let (taken, _) = engine.try_submit_batch(&actions[sent..sent + 1]);
+            let (taken, _) = engine.try_submit_batch(&actions[sent..sent + 1])?;
             if taken == 0 {
                 break;
             }

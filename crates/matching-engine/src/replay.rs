@@ -12,7 +12,9 @@ use matching_core::{Command, Config, Event, EventSink, Exchange};
 use std::sync::Arc;
 
 use matching_journal::storage::FsStorage;
-use matching_pipeline::{Clock, Durability, Engine, EngineConfig, FsyncPolicy, Output, RecoveryReport, WaitStrategy};
+use matching_pipeline::{
+    Clock, Durability, Engine, EngineConfig, FsyncPolicy, Output, RecoveryReport, Stopped, WaitStrategy,
+};
 use matching_proto::json;
 
 /// Longest command line accepted, in bytes. A longer line is one `malformed`
@@ -183,6 +185,8 @@ pub fn replay_sharded(
     }
     let mut next_snapshot = snapshot_every.map(|every| engine.next_seq() + every.max(1));
     let writer = std::thread::Builder::new().name("replay-writer".into()).spawn(move || -> io::Result<()> {
+        // Returning (on an error, or once nothing more will come) drops the
+        // reader, which tells the engine nobody reads its events any more.
         let mut output = output;
         let mut buffer = Vec::with_capacity(OUTPUT_FLUSH_BYTES + 4096);
         let mut idle = 0u32;
@@ -204,13 +208,6 @@ pub fn replay_sharded(
                 continue;
             }
             if reader.is_done() {
-                // After a journal failure, keep the engine's rings moving
-                // (nothing more is printed) until it has shut down.
-                while !reader.is_finished() {
-                    if reader.discard() == 0 {
-                        std::thread::sleep(std::time::Duration::from_micros(100));
-                    }
-                }
                 return Ok(());
             }
             idle += 1;
@@ -225,46 +222,46 @@ pub fn replay_sharded(
     })?;
     let mut line = Vec::with_capacity(1024);
     let mut batch = Vec::with_capacity(SUBMIT_BATCH);
+    // Reads until the input ends, fails, or the engine stops (the writer
+    // gone, the journal failed): then nothing more is read.
     let read = loop {
         let parsed = match next_command(&mut input, &mut line, 0) {
             Ok(Some(parsed)) => parsed,
             Ok(None) => break Ok(()),
             Err(error) => break Err(error),
         };
-        match parsed {
+        let submitted = match parsed {
             Ok(action) => {
                 batch.push(action);
-                if batch.len() == SUBMIT_BATCH && !submit_all(&engine, &mut batch) {
-                    break Ok(());
-                }
+                if batch.len() == SUBMIT_BATCH { submit_all(&engine, &mut batch) } else { Ok(()) }
             }
-            Err(reject) => {
-                // Keep the order: what came before goes first.
-                if !submit_all(&engine, &mut batch) || !submit_external(&engine, reject) {
-                    break Ok(());
-                }
-            }
+            // Keep the order: what came before goes first.
+            Err(reject) => submit_all(&engine, &mut batch).and_then(|()| submit_external(&engine, reject)),
+        };
+        if submitted.is_err() {
+            break Ok(());
         }
         if let Some(at) = next_snapshot
             && engine.next_seq() >= at
         {
-            if !submit_all(&engine, &mut batch) {
+            if submit_all(&engine, &mut batch).is_err() {
                 break Ok(());
             }
             engine.snapshot().context("cannot write a snapshot")?;
             next_snapshot = snapshot_every.map(|every| engine.next_seq() + every.max(1));
         }
     };
-    submit_all(&engine, &mut batch);
-    let failure = engine.journal_failure();
+    let _ = submit_all(&engine, &mut batch);
+    let stopped = engine.stopped();
     let exchanges = engine.shutdown();
-    if let Some(failure) = failure {
-        anyhow::bail!("the journal failed: {failure}");
-    }
     let written = writer.join().map_err(|_| anyhow::anyhow!("the writer thread panicked"))?;
     read.context("cannot read input")?;
     written.context("cannot write events")?;
-    Ok(exchanges)
+    match stopped {
+        Some(Stopped::JournalFailed(failure)) => anyhow::bail!("the journal failed: {failure}"),
+        Some(stopped) => Err(stopped.into()),
+        None => Ok(exchanges),
+    }
 }
 
 /// Runs every command of `input` through `exchange`, writing events to `output`.
@@ -288,34 +285,17 @@ pub fn replay(mut input: impl BufRead, mut output: impl Write, exchange: &mut Ex
     Ok(())
 }
 
-/// Submits and empties `batch`, waiting for room; `false` (and nothing more
-/// submitted) once the journal has failed.
-fn submit_all(engine: &Engine<json::ParseReject>, batch: &mut Vec<matching_core::Action>) -> bool {
-    let mut done = 0;
-    while done < batch.len() {
-        if engine.journal_failure().is_some() {
-            return false;
-        }
-        match engine.try_submit_batch(&batch[done..]) {
-            (0, _) => std::thread::sleep(std::time::Duration::from_micros(20)),
-            (taken, _) => done += taken,
-        }
-    }
+/// Submits and empties `batch`, waiting for room; `Err` once the engine
+/// has stopped (the journal failed, or the writer is gone).
+fn submit_all(engine: &Engine<json::ParseReject>, batch: &mut Vec<matching_core::Action>) -> Result<(), Stopped> {
+    engine.submit_batch(batch)?;
     batch.clear();
-    engine.journal_failure().is_none()
+    Ok(())
 }
 
-/// Submits one rejected line in order, waiting for room; `false` once the journal has failed.
-fn submit_external(engine: &Engine<json::ParseReject>, reject: json::ParseReject) -> bool {
-    loop {
-        if engine.journal_failure().is_some() {
-            return false;
-        }
-        if engine.try_submit_external(reject).is_some() {
-            return true;
-        }
-        std::thread::sleep(std::time::Duration::from_micros(20));
-    }
+/// Submits one rejected line in order, waiting for room; `Err` once the engine has stopped.
+fn submit_external(engine: &Engine<json::ParseReject>, reject: json::ParseReject) -> Result<(), Stopped> {
+    engine.submit_external(reject).map(|_| ())
 }
 
 /// Logs what recovery found, on stderr.

@@ -96,14 +96,30 @@ impl Mix {
 /// The input: a generated flow over three symbols (warm-up and timed
 /// commands), one JSON command a line, no blank line (line number = seq);
 /// now and then a line the parser rejects instead (a journal record with no
-/// command).
+/// command), a mass cancel of one of the market makers (of every symbol, so
+/// with `--shards 2` it spans both shards, or of one), and a halt of a
+/// symbol that a resume lifts 40 lines later.
 fn input_lines(seed: u64) -> Vec<Vec<u8>> {
     let flow = generate_multi_of(Scenario::Volatile, 3, 24_000, seed);
+    let symbols = flow.symbol_names();
     let mut lines = Vec::new();
     for (i, command) in flow.warmup.iter().chain(&flow.commands).enumerate() {
         let mut line = Vec::new();
+        let (round, halted) = (i / 613, symbols[(i / 1499) % symbols.len()]);
         if i % 997 == 500 {
             line.extend_from_slice(b"{\"op\":\"cancel\",\"user\":1}");
+        } else if i % 613 == 300 {
+            let user = 1 + round % 10;
+            let only = if round % 3 == 0 {
+                format!(",\"symbol\":\"{}\"", symbols[round % symbols.len()])
+            } else {
+                String::new()
+            };
+            line.extend_from_slice(format!("{{\"op\":\"mass_cancel\",\"user\":{user}{only}}}").as_bytes());
+        } else if i % 1499 == 700 {
+            line.extend_from_slice(format!("{{\"op\":\"halt\",\"symbol\":\"{halted}\"}}").as_bytes());
+        } else if i % 1499 == 740 {
+            line.extend_from_slice(format!("{{\"op\":\"resume\",\"symbol\":\"{halted}\"}}").as_bytes());
         } else {
             json::write_command(&mut line, &command.action);
             assert_eq!(line.pop(), Some(b'\n'));

@@ -37,10 +37,10 @@ fn scratch(name: &str) -> PathBuf {
     root
 }
 
-/// Fails today: the writer thread of `replay` stops at the journal failure
-/// (`EventReader::run` returns), nobody drains the engine any more, the
-/// shards block on their full output rings, the submitting thread blocks on
-/// their full input rings, and `replay` hangs forever without a message.
+/// A regression test: the writer thread of `replay` once stopped at the
+/// journal failure (`EventReader::run` returned), nobody drained the engine
+/// any more, the shards blocked on their full output rings, the submitting
+/// thread on their full input rings, and `replay` hung without a message.
 /// Reproduction: `sh -c "trap '' XFSZ; ulimit -f 2048; exec matching-engine
 /// replay FLOW --data DIR"` with FLOW from `generate --commands 200000`.
 #[test]

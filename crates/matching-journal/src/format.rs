@@ -297,6 +297,18 @@ pub fn parse_snapshot(bytes: &[u8]) -> Result<(Seq, u64, &[u8]), &'static str> {
 const ACTION_NEW: u8 = 1;
 const ACTION_CANCEL: u8 = 2;
 const ACTION_MODIFY: u8 = 3;
+const ACTION_MASS_CANCEL: u8 = 4;
+const ACTION_HALT: u8 = 5;
+const ACTION_RESUME: u8 = 6;
+
+/// A symbol as commands carry it: its length, then its bytes zero-padded to 32.
+fn put_symbol(out: &mut Vec<u8>, symbol: &Symbol) {
+    let name = symbol.as_bytes();
+    out.push(name.len() as u8);
+    let mut padded = [0u8; 32];
+    padded[..name.len()].copy_from_slice(name);
+    out.extend_from_slice(&padded);
+}
 
 /// Longest command payload.
 pub const COMMAND_PAYLOAD_MAX: usize = 8 + 1 + 8 + 8 + 1 + 32 + 1 + 1 + 1 + 8 + 8 + 1 + 1 + 1;
@@ -309,11 +321,7 @@ pub fn encode_command(out: &mut Vec<u8>, command: &Command) {
             out.push(ACTION_NEW);
             out.extend_from_slice(&o.user.to_le_bytes());
             out.extend_from_slice(&o.order_id.to_le_bytes());
-            let name = o.symbol.as_bytes();
-            out.push(name.len() as u8);
-            let mut padded = [0u8; 32];
-            padded[..name.len()].copy_from_slice(name);
-            out.extend_from_slice(&padded);
+            put_symbol(out, &o.symbol);
             out.push(match o.side {
                 Side::Buy => 0,
                 Side::Sell => 1,
@@ -352,6 +360,28 @@ pub fn encode_command(out: &mut Vec<u8>, command: &Command) {
             out.push(qty.is_some() as u8);
             out.extend_from_slice(&qty.unwrap_or(0).to_le_bytes());
         }
+        Action::MassCancel { user, symbol, side } => {
+            out.push(ACTION_MASS_CANCEL);
+            out.extend_from_slice(&user.to_le_bytes());
+            out.push(symbol.is_some() as u8);
+            match symbol {
+                Some(symbol) => put_symbol(out, &symbol),
+                None => out.extend_from_slice(&[0u8; 33]),
+            }
+            out.push(match side {
+                Some(Side::Buy) => 0,
+                Some(Side::Sell) => 1,
+                None => 2,
+            });
+        }
+        Action::Halt { symbol } => {
+            out.push(ACTION_HALT);
+            put_symbol(out, &symbol);
+        }
+        Action::Resume { symbol } => {
+            out.push(ACTION_RESUME);
+            put_symbol(out, &symbol);
+        }
     }
 }
 
@@ -364,9 +394,7 @@ pub fn decode_command(seq: Seq, payload: &[u8]) -> Option<Command> {
         ACTION_NEW => {
             let user = r.u64()?;
             let order_id = r.u64()?;
-            let len = r.u8()? as usize;
-            let padded = r.take(32)?;
-            let symbol = Symbol::from_bytes(padded.get(..len)?)?;
+            let symbol = r.symbol()?;
             let side = match r.u8()? {
                 0 => Side::Buy,
                 1 => Side::Sell,
@@ -407,6 +435,22 @@ pub fn decode_command(seq: Seq, payload: &[u8]) -> Option<Command> {
             let qty = r.u64()?;
             Action::Modify { user, order_id, price: has_price.then_some(price), qty: has_qty.then_some(qty) }
         }
+        ACTION_MASS_CANCEL => {
+            let user = r.u64()?;
+            let symbol = match r.flag()? {
+                true => Some(r.symbol()?),
+                false => (r.take(33)? == [0u8; 33]).then_some(None)?,
+            };
+            let side = match r.u8()? {
+                0 => Some(Side::Buy),
+                1 => Some(Side::Sell),
+                2 => None,
+                _ => return None,
+            };
+            Action::MassCancel { user, symbol, side }
+        }
+        ACTION_HALT => Action::Halt { symbol: r.symbol()? },
+        ACTION_RESUME => Action::Resume { symbol: r.symbol()? },
         _ => return None,
     };
     (r.at == payload.len()).then_some(Command { seq, timestamp_ns, action })
@@ -438,6 +482,16 @@ impl<'a> Cursor<'a> {
 
     fn u64(&mut self) -> Option<u64> {
         Some(get_u64(self.take(8)?, 0))
+    }
+
+    /// A symbol written by `put_symbol`; its padding must be zero.
+    fn symbol(&mut self) -> Option<Symbol> {
+        let len = self.u8()? as usize;
+        let padded = self.take(32)?;
+        if padded.get(len..)?.iter().any(|&b| b != 0) {
+            return None;
+        }
+        Symbol::from_bytes(&padded[..len])
     }
 }
 
@@ -472,6 +526,19 @@ mod tests {
                 timestamp_ns: 1,
                 action: Action::Modify { user: 4, order_id: 1, price: Some(9), qty: None },
             },
+            Command { seq: 7, timestamp_ns: 2, action: Action::MassCancel { user: 4, symbol: None, side: None } },
+            Command {
+                seq: 8,
+                timestamp_ns: 2,
+                action: Action::MassCancel { user: 0, symbol: Some(x), side: Some(Side::Sell) },
+            },
+            Command {
+                seq: 9,
+                timestamp_ns: 2,
+                action: Action::MassCancel { user: 5, symbol: None, side: Some(Side::Buy) },
+            },
+            Command { seq: 10, timestamp_ns: 3, action: Action::Halt { symbol: x } },
+            Command { seq: 11, timestamp_ns: 3, action: Action::Resume { symbol: Symbol::new("A").unwrap() } },
         ]
     }
 

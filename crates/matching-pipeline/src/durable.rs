@@ -5,14 +5,15 @@
 
 use std::fmt;
 use std::io;
+use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use matching_core::Seq;
 use matching_journal::{JournalWriter, Record, storage::Storage};
 use rtrb::Consumer;
 
+use crate::health::{Health, PanicGuard, Stopped};
 use crate::wait::{Backoff, Signal, WaitStrategy};
 
 /// When the journal calls `fdatasync`.
@@ -80,22 +81,20 @@ pub(crate) enum JournalEntry {
     Shutdown,
 }
 
-/// What the journal thread tells everyone else.
+/// What the journal thread tells everyone else (a failure goes to the
+/// engine's [`Health`]: nothing after `durable` will ever be released).
 #[derive(Default)]
 pub(crate) struct JournalStatus {
     /// Every record with `seq <= durable` is durable (per the policy).
     pub(crate) durable: AtomicU64,
-    /// Set when the journal cannot write: nothing after `durable` will ever be released.
-    pub(crate) failure: Mutex<Option<String>>,
-}
-
-impl JournalStatus {
-    pub(crate) fn failure(&self) -> Option<String> {
-        self.failure.lock().unwrap_or_else(|p| p.into_inner()).clone()
-    }
 }
 
 pub(crate) struct JournalThread {
+    /// Records a panic of this thread as the reason the engine stopped. The
+    /// first field, so that unwinding drops it (and records the reason)
+    /// before the ring's end, whose drop the sequencer also notices.
+    #[allow(dead_code, reason = "held for its Drop")]
+    pub(crate) panic_guard: PanicGuard,
     pub(crate) writer: JournalWriter,
     pub(crate) input: Consumer<JournalEntry>,
     pub(crate) input_signal: Arc<Signal>,
@@ -106,12 +105,15 @@ pub(crate) struct JournalThread {
     pub(crate) group_bytes_max: usize,
     pub(crate) group_linger: Duration,
     pub(crate) wait: WaitStrategy,
+    pub(crate) health: Arc<Health>,
 }
 
 impl JournalThread {
+    /// Journals until `Shutdown` or until the engine's end of the ring is
+    /// dropped; on a failure, reports it and drains until then.
     pub(crate) fn run(mut self) {
         if let Err(error) = self.serve() {
-            *self.status.failure.lock().unwrap_or_else(|p| p.into_inner()) = Some(error.to_string());
+            self.health.stop(Stopped::JournalFailed(error.to_string()));
             // Wake the merger so a waiting reader notices.
             self.output_signal.wake();
             self.discard_until_shutdown();
@@ -127,8 +129,11 @@ impl JournalThread {
             match self.input.pop() {
                 Ok(JournalEntry::Shutdown) => return,
                 Ok(_) => backoff.reset(),
-                Err(_) if self.input.is_abandoned() => return,
-                Err(_) => backoff.wait_for_room(),
+                Err(_) => {
+                    if backoff.wait_for_data(&self.input_signal, &self.input).is_err() {
+                        return;
+                    }
+                }
             }
         }
     }
@@ -144,6 +149,8 @@ impl JournalThread {
             group_bytes_max,
             group_linger,
             wait,
+            health: _,
+            panic_guard: _,
         } = self;
         let commit = |writer: &mut JournalWriter| -> io::Result<()> {
             writer.write()?;
@@ -170,7 +177,10 @@ impl JournalThread {
                     }
                     continue;
                 }
-                backoff.wait_for_data(input_signal, || !input.is_empty());
+                if backoff.wait_for_data(input_signal, input).is_err() {
+                    // The engine is gone without a shutdown: nothing more comes.
+                    return Ok(());
+                }
                 continue;
             }
             backoff.reset();

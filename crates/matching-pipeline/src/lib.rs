@@ -27,10 +27,18 @@
 //! producer wait ([`WaitStrategy`]), never grow, never drop. The engine
 //! shuts down cleanly ([`Engine::shutdown`], or on drop): every command
 //! submitted is processed, every thread joined.
+//!
+//! No wait outlives its peer. Every "wait for room or data" asks whether the
+//! thread at the other end of the ring is still there; a part that stops for
+//! good (the reader dropped, a shard or the journal failed) is recorded as
+//! the reason the engine [`Stopped`], every submit fails fast with it from
+//! then on, and shutting down (or dropping the engine) still ends: a shard
+//! whose reader is gone drops its events, a shard whose input is gone exits.
 
 #![deny(unsafe_code)]
 
 mod durable;
+mod health;
 mod merger;
 mod message;
 mod routing;
@@ -44,12 +52,14 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use matching_core::{
-    Action, BookState, Config, DiscardEvents, Exchange, RestingOrder, Seq, Side, Symbol, encode_books, hash_books,
+    Action, BookState, Config, DiscardEvents, Exchange, NewOrder, RestingOrder, STATE_VERSION, Seq, Side, Symbol,
+    encode_books, hash_books, hash_encoded_state, state_version,
 };
 use matching_journal::{JournalWriter, Record};
 use rtrb::RingBuffer;
 
 pub use durable::{Durability, FsyncPolicy};
+pub use health::Stopped;
 pub use matching_journal::{RecoveryError, RecoveryReport, TornTail};
 pub use merger::{EventReader, Output};
 pub use message::{Answer, DepthLevel, Query};
@@ -57,6 +67,7 @@ pub use sequencer::Clock;
 pub use wait::WaitStrategy;
 
 use durable::{JournalEntry, JournalStatus, JournalThread};
+use health::{Health, PanicGuard};
 use message::ShardInput;
 use routing::{IdRoutes, SymbolRouter};
 use sequencer::Sequencer;
@@ -177,8 +188,17 @@ fn recover_shards(
                         .map_err(|e| e.to_string())?;
                 loaded.push(exchange);
             }
-            let mut parts: Vec<BookState> = loaded.iter().flat_map(|e| e.book_states()).collect();
-            if hash_books(&mut parts) != state_hash {
+            // A snapshot of the current version must decode to exactly its
+            // state; one of an older version (no trading status) must at
+            // least be the bytes that were hashed, and decode.
+            let hash = match state_version(body) {
+                Some(STATE_VERSION) => {
+                    let mut parts: Vec<BookState> = loaded.iter().flat_map(|e| e.book_states()).collect();
+                    hash_books(&mut parts)
+                }
+                _ => hash_encoded_state(body),
+            };
+            if hash != state_hash {
                 *exchanges.borrow_mut() = fresh();
                 return Err("the state does not hash to the snapshot's state hash".to_string());
             }
@@ -189,10 +209,18 @@ fn recover_shards(
             if let Record::Command(command) = record {
                 let mut exchanges = exchanges.borrow_mut();
                 let shard = match command.action {
-                    Action::New(order) => router.shard_of(&order.symbol) as usize,
                     Action::Cancel { order_id, .. } | Action::Modify { order_id, .. } => {
                         exchanges.iter().position(|e| e.order(order_id).is_some()).unwrap_or(0)
                     }
+                    // A mass cancel of every symbol: each shard cancels its part.
+                    Action::MassCancel { symbol: None, .. } => {
+                        exchanges.iter_mut().for_each(|e| e.process(command, &mut DiscardEvents));
+                        return;
+                    }
+                    Action::New(NewOrder { symbol, .. })
+                    | Action::MassCancel { symbol: Some(symbol), .. }
+                    | Action::Halt { symbol }
+                    | Action::Resume { symbol } => router.shard_of(&symbol) as usize,
                 };
                 exchanges[shard].process(command, &mut DiscardEvents);
             }
@@ -225,6 +253,7 @@ pub struct Engine<X: Copy + Send + 'static = ()> {
     router: SymbolRouter,
     journal: Option<JournalHandle>,
     recovery: Option<RecoveryReport>,
+    health: Arc<Health>,
 }
 
 /// The engine's side of the journal thread.
@@ -240,11 +269,32 @@ fn locked<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
+/// Threads started so far by [`Engine::start`]: if a later step fails, the
+/// ends of their rings are dropped (so they stop) and they are joined, so a
+/// failed start leaves nothing running.
+#[derive(Default)]
+struct Started {
+    inputs: Vec<rtrb::Producer<ShardInput>>,
+    shards: Vec<JoinHandle<Exchange>>,
+}
+
+impl Started {
+    fn abandon(self) {
+        drop(self.inputs);
+        for handle in self.shards {
+            let _ = handle.join();
+        }
+    }
+}
+
 impl<X: Copy + Send + 'static> Engine<X> {
-    /// Starts the shard threads.
     /// Starts the shard threads. With [`EngineConfig::durability`], first
     /// recovers the data directory (and refuses to start on corruption),
     /// then journals every command from where the journal ended.
+    ///
+    /// Everything that can fail (the configuration, recovery, opening the
+    /// journal) is done before any thread starts; should starting a thread
+    /// fail, the threads already started are stopped and joined.
     pub fn start(config: EngineConfig) -> Result<(Engine<X>, EventReader<X>), StartError> {
         if config.shards == 0 || config.shards > SHARDS_MAX {
             return Err(StartError::Config(format!("shards must be in 1..={SHARDS_MAX}, not {}", config.shards)));
@@ -271,6 +321,16 @@ impl<X: Copy + Send + 'static> Engine<X> {
             }
             None => ((0..config.shards).map(|_| None).collect(), None),
         };
+        let journal_writer = match (&config.durability, &recovery) {
+            (Some(durability), Some(report)) => {
+                let mut writer =
+                    JournalWriter::open(Arc::clone(&durability.storage), &report.journal, durability.segment_bytes)
+                        .map_err(|e| StartError::Recovery(RecoveryError::Io(e)))?;
+                writer.set_sync_on_rotate(durability.fsync != FsyncPolicy::Off);
+                Some((durability, writer, report.last_seq))
+            }
+            _ => None,
+        };
         let next_seq = recovery.as_ref().map_or(1, |report| report.last_seq + 1);
         let mut ids = IdRoutes::new(config.route_window);
         for (shard, exchange) in exchanges.iter().enumerate() {
@@ -280,14 +340,14 @@ impl<X: Copy + Send + 'static> Engine<X> {
                 }
             }
         }
+        let health = Arc::new(Health::default());
         let cores = if config.pin_cores { core_affinity::get_core_ids().unwrap_or_default() } else { Vec::new() };
         let output_signal = Arc::new(Signal::default());
         let (external_producer, external_consumer) = RingBuffer::new(config.external_ring);
-        let mut inputs = Vec::new();
+        let mut started = Started::default();
         let mut input_signals = Vec::new();
         let mut outputs = Vec::new();
         let mut answers = Vec::new();
-        let mut workers = Vec::new();
         for index in 0..config.shards {
             let (input_producer, input_consumer) = RingBuffer::new(config.input_ring);
             let (output_producer, output_consumer) = RingBuffer::new(config.output_ring);
@@ -305,7 +365,8 @@ impl<X: Copy + Send + 'static> Engine<X> {
                 sink: OutputSink {
                     output: output_producer,
                     pending: Vec::with_capacity(1024),
-                    broadcast: false,
+                    answering: message::Answering::One,
+                    reader_gone: false,
                     output_signal: Arc::clone(&output_signal),
                     wait: config.wait,
                 },
@@ -313,32 +374,38 @@ impl<X: Copy + Send + 'static> Engine<X> {
                 wait: config.wait,
             };
             let core = (!cores.is_empty()).then(|| cores[(index + 1) % cores.len()]);
-            let handle = std::thread::Builder::new()
-                .name(format!("shard-{index}"))
-                .spawn(move || {
-                    if let Some(core) = core {
-                        core_affinity::set_for_current(core);
-                    }
-                    worker.run()
-                })
-                .map_err(|e| StartError::Config(format!("cannot start shard thread: {e}")))?;
-            inputs.push(input_producer);
+            let guard = PanicGuard { health: Arc::clone(&health), why: Some(Stopped::ShardFailed(index)) };
+            let spawned = std::thread::Builder::new().name(format!("shard-{index}")).spawn(move || {
+                let _guard = guard;
+                if let Some(core) = core {
+                    core_affinity::set_for_current(core);
+                }
+                worker.run()
+            });
+            let handle = match spawned {
+                Ok(handle) => handle,
+                Err(e) => {
+                    started.abandon();
+                    return Err(StartError::Config(format!("cannot start shard thread: {e}")));
+                }
+            };
+            started.inputs.push(input_producer);
+            started.shards.push(handle);
             input_signals.push(input_signal);
             outputs.push(output_consumer);
             answers.push(answer_receiver);
-            workers.push(handle);
         }
         let journal_signal = Arc::new(Signal::default());
-        let (journal_producer, journal) = match (&config.durability, &recovery) {
-            (Some(durability), Some(report)) => {
+        let (journal_producer, journal) = match journal_writer {
+            Some((durability, writer, durable_seq)) => {
                 let status = Arc::new(JournalStatus::default());
-                status.durable.store(report.last_seq, std::sync::atomic::Ordering::Release);
-                let mut writer =
-                    JournalWriter::open(Arc::clone(&durability.storage), &report.journal, durability.segment_bytes)
-                        .map_err(|e| StartError::Recovery(RecoveryError::Io(e)))?;
-                writer.set_sync_on_rotate(durability.fsync != FsyncPolicy::Off);
+                status.durable.store(durable_seq, std::sync::atomic::Ordering::Release);
                 let (producer, consumer) = RingBuffer::new(durability.journal_ring);
                 let thread = JournalThread {
+                    panic_guard: PanicGuard {
+                        health: Arc::clone(&health),
+                        why: Some(Stopped::JournalFailed("the journal thread panicked".to_string())),
+                    },
                     writer,
                     input: consumer,
                     input_signal: Arc::clone(&journal_signal),
@@ -348,16 +415,22 @@ impl<X: Copy + Send + 'static> Engine<X> {
                     group_bytes_max: durability.group_bytes_max,
                     group_linger: durability.group_linger,
                     wait: config.wait,
+                    health: Arc::clone(&health),
                 };
-                let handle = std::thread::Builder::new()
-                    .name("journal".into())
-                    .spawn(move || thread.run())
-                    .map_err(|e| StartError::Config(format!("cannot start journal thread: {e}")))?;
+                let spawned = std::thread::Builder::new().name("journal".into()).spawn(move || thread.run());
+                let handle = match spawned {
+                    Ok(handle) => handle,
+                    Err(e) => {
+                        started.abandon();
+                        return Err(StartError::Config(format!("cannot start journal thread: {e}")));
+                    }
+                };
                 let journal = JournalHandle { status, thread: Some(handle), storage: Arc::clone(&durability.storage) };
                 (Some(producer), Some(journal))
             }
-            _ => (None, None),
+            None => (None, None),
         };
+        let Started { inputs, shards: workers } = started;
         let sequencer = Sequencer {
             next_seq,
             inputs,
@@ -373,6 +446,7 @@ impl<X: Copy + Send + 'static> Engine<X> {
             room: vec![0; config.shards],
             journal: journal_producer,
             journal_signal,
+            health: Arc::clone(&health),
         };
         let reader = EventReader {
             shards: outputs,
@@ -383,6 +457,7 @@ impl<X: Copy + Send + 'static> Engine<X> {
             signal: output_signal,
             wait: config.wait,
             journal: journal.as_ref().map(|j| Arc::clone(&j.status)),
+            health: Arc::clone(&health),
         };
         let engine = Engine {
             sequencer: Mutex::new(sequencer),
@@ -391,6 +466,7 @@ impl<X: Copy + Send + 'static> Engine<X> {
             router,
             journal,
             recovery,
+            health,
         };
         Ok((engine, reader))
     }
@@ -406,35 +482,36 @@ impl<X: Copy + Send + 'static> Engine<X> {
     }
 
     /// Sequences one command and returns its `seq` (a new order's id).
-    /// Waits while its shard's ring is full.
-    pub fn submit(&self, action: Action) -> Seq {
+    /// Waits while its shard's ring is full; `Err` once the engine has stopped.
+    pub fn submit(&self, action: Action) -> Result<Seq, Stopped> {
         locked(&self.sequencer).submit(std::slice::from_ref(&action))
     }
 
     /// Sequences the commands in order, giving them consecutive `seq`s, and
     /// returns the first. Each shard's part is published at once (in pieces
-    /// of at most `batch_max`). Waits while rings are full.
-    pub fn submit_batch(&self, actions: &[Action]) -> Seq {
+    /// of at most `batch_max`). Waits while rings are full; `Err` once the
+    /// engine has stopped (the commands taken before that stay taken).
+    pub fn submit_batch(&self, actions: &[Action]) -> Result<Seq, Stopped> {
         locked(&self.sequencer).submit(actions)
     }
 
     /// Sequences the longest prefix of `actions` that fits in the rings now,
     /// without waiting: returns how many were taken (possibly 0) and the
     /// `seq` of the first. For a thread that also drains the reader.
-    pub fn try_submit_batch(&self, actions: &[Action]) -> (usize, Seq) {
+    pub fn try_submit_batch(&self, actions: &[Action]) -> Result<(usize, Seq), Stopped> {
         locked(&self.sequencer).try_submit(actions)
     }
 
     /// Gives `item` the next `seq` and passes it to the reader in order,
     /// without going to a shard.
-    pub fn submit_external(&self, item: X) -> Seq {
+    pub fn submit_external(&self, item: X) -> Result<Seq, Stopped> {
         locked(&self.sequencer).submit_external(item)
     }
 
     /// As [`Engine::submit_external`] without waiting: `None` (and no `seq`
     /// taken) when the external ring is full. For a thread that also drains
     /// the reader.
-    pub fn try_submit_external(&self, item: X) -> Option<Seq> {
+    pub fn try_submit_external(&self, item: X) -> Result<Option<Seq>, Stopped> {
         locked(&self.sequencer).try_submit_external(item)
     }
 
@@ -445,8 +522,9 @@ impl<X: Copy + Send + 'static> Engine<X> {
 
     /// Asks the shards a question; the answer reflects every command
     /// submitted before the call. Blocks until the shards have caught up,
-    /// so the reader must be drained meanwhile (by another thread).
-    pub fn query(&self, query: Query) -> Answer {
+    /// so the reader must be drained meanwhile (by another thread). `Err`
+    /// if a shard it asks is gone.
+    pub fn query(&self, query: Query) -> Result<Answer, Stopped> {
         let answers = locked(&self.answers);
         let targets: Vec<usize> = match query {
             Query::Best(symbol) | Query::Depth(symbol, _) | Query::Book(symbol) => vec![self.shard_of(&symbol)],
@@ -455,31 +533,33 @@ impl<X: Copy + Send + 'static> Engine<X> {
         {
             let mut sequencer = locked(&self.sequencer);
             for &shard in &targets {
-                sequencer.push_control(shard, ShardInput::Query(query));
+                sequencer.push_control(shard, ShardInput::Query(query))?;
             }
         }
         let mut state = Vec::new();
         let mut last = None;
         for &shard in &targets {
-            // A shard that died drops its sender: report nothing from it
-            // rather than hang.
+            // A shard that died drops its sender.
             match answers[shard].recv() {
                 Ok(Answer::State(parts)) => state.extend(parts),
                 Ok(answer) => last = Some(answer),
-                Err(_) => {}
+                Err(_) => {
+                    self.health.stop(Stopped::ShardFailed(shard));
+                    return Err(Stopped::ShardFailed(shard));
+                }
             }
         }
-        match query {
+        Ok(match query {
             Query::State => Answer::State(state),
             _ => last.unwrap_or(Answer::Best { bid: None, ask: None }),
-        }
+        })
     }
 
     /// The state hash of all the books, equal to what one [`Exchange`]
     /// given the same commands would report.
-    pub fn state_hash(&self) -> u64 {
-        match self.query(Query::State) {
-            Answer::State(mut parts) => hash_books(&mut parts),
+    pub fn state_hash(&self) -> Result<u64, Stopped> {
+        match self.query(Query::State)? {
+            Answer::State(mut parts) => Ok(hash_books(&mut parts)),
             _ => unreachable!("a State query is answered with State"),
         }
     }
@@ -496,7 +576,15 @@ impl<X: Copy + Send + 'static> Engine<X> {
 
     /// Why the journal stopped, if it did (the engine then releases nothing more).
     pub fn journal_failure(&self) -> Option<String> {
-        self.journal.as_ref().and_then(|j| j.status.failure())
+        match self.health.stopped() {
+            Some(Stopped::JournalFailed(reason)) => Some(reason.clone()),
+            _ => None,
+        }
+    }
+
+    /// Why the engine stopped taking commands, if it did.
+    pub fn stopped(&self) -> Option<Stopped> {
+        self.health.stopped().cloned()
     }
 
     /// Writes a snapshot of every book at the current `seq`, once the
@@ -511,14 +599,15 @@ impl<X: Copy + Send + 'static> Engine<X> {
         let seq = {
             let mut sequencer = locked(&self.sequencer);
             for shard in 0..self.shards() {
-                sequencer.push_control(shard, ShardInput::Query(Query::State));
+                sequencer.push_control(shard, ShardInput::Query(Query::State)).map_err(std::io::Error::other)?;
             }
             sequencer.next_seq - 1
         };
         let mut parts = Vec::new();
-        for receiver in answers.iter() {
-            if let Ok(Answer::State(state)) = receiver.recv() {
-                parts.extend(state);
+        for (shard, receiver) in answers.iter().enumerate() {
+            match receiver.recv() {
+                Ok(Answer::State(state)) => parts.extend(state),
+                _ => return Err(std::io::Error::other(Stopped::ShardFailed(shard))),
             }
         }
         drop(answers);
@@ -526,25 +615,37 @@ impl<X: Copy + Send + 'static> Engine<X> {
         let body = encode_books(&mut parts);
         // A snapshot must not get ahead of the journal it is joined to.
         while journal.status.durable.load(std::sync::atomic::Ordering::Acquire) < seq {
-            if let Some(failure) = journal.status.failure() {
+            if let Some(failure) = self.journal_failure() {
                 return Err(std::io::Error::other(failure));
             }
             std::thread::sleep(std::time::Duration::from_micros(50));
         }
         let prunable = matching_journal::write_snapshot(journal.storage.as_ref(), seq, state_hash, &body)?;
         if let Some(through) = prunable {
-            locked(&self.sequencer).push_journal(JournalEntry::Prune(through));
+            locked(&self.sequencer).push_journal(JournalEntry::Prune(through)).map_err(std::io::Error::other)?;
         }
         Ok(seq)
     }
 
+    /// Fault injection for tests: makes `shard` panic once it reaches this
+    /// point of its input (as a bug in it would).
+    #[cfg(feature = "fault-injection")]
+    pub fn inject_shard_panic(&self, shard: usize) -> Result<(), Stopped> {
+        locked(&self.sequencer).push_control(shard, ShardInput::Panic)
+    }
+
+    /// Queues a stop behind everything submitted and joins every thread. A
+    /// thread that is already gone is not waited for; a shard whose reader
+    /// is gone drops its events, so this ends unless a live reader is never
+    /// drained.
     fn stop(&mut self) -> Vec<Exchange> {
         {
             let mut sequencer = locked(&self.sequencer);
             for shard in 0..self.workers.len() {
-                sequencer.push_control(shard, ShardInput::Shutdown);
+                // A shard that is gone has nothing left to stop.
+                let _ = sequencer.push_control(shard, ShardInput::Shutdown);
             }
-            sequencer.push_journal(JournalEntry::Shutdown);
+            let _ = sequencer.push_journal(JournalEntry::Shutdown);
         }
         let mut exchanges = Vec::new();
         for handle in self.workers.drain(..) {
@@ -559,8 +660,8 @@ impl<X: Copy + Send + 'static> Engine<X> {
     }
 
     /// Processes everything submitted, stops the shard threads, and hands
-    /// back each shard's books (in shard order). The reader then delivers
-    /// what is left and reports itself finished.
+    /// back each shard's books (in shard order; a shard that failed has none
+    /// to give). The reader then delivers what is left and reports itself finished.
     pub fn shutdown(mut self) -> Vec<Exchange> {
         self.stop()
     }

@@ -10,7 +10,12 @@
 //! an answer in every stream: every shard that does not hold the order
 //! answers `unknown_order` (or the same validation rejection as every
 //! other shard), so the merger keeps the answer that is not `unknown_order`
-//! (the holder's, whatever it is) and drops the others.
+//! (the holder's, whatever it is) and drops the others. A spanning command
+//! (a mass cancel of every symbol) has a part in every stream: each shard's
+//! `cancelled` events in order id order, then its `mass_cancelled` count;
+//! the merger merges the parts by order id (a k-way merge of sorted
+//! streams) and ends with one `mass_cancelled` carrying the total, exactly
+//! what one exchange holding every book would say.
 
 use std::sync::Arc;
 
@@ -18,7 +23,8 @@ use matching_core::{Event, EventKind, RejectReason, Seq};
 use rtrb::Consumer;
 
 use crate::durable::JournalStatus;
-use crate::message::ShardOutput;
+use crate::health::{Health, Stopped};
+use crate::message::{Answering, ShardOutput};
 use crate::wait::{Backoff, Signal, WaitStrategy};
 use std::sync::atomic::Ordering;
 
@@ -35,7 +41,9 @@ pub enum Output<'a, X> {
 ///
 /// It must be drained (by [`EventReader::poll`] or [`EventReader::run`]) on
 /// a thread other than one blocked in a submit: every ring is bounded, so
-/// an undrained reader eventually stops the engine.
+/// an undrained reader eventually stops the engine. Dropping it stops the
+/// engine: submits fail with [`Stopped::ReaderGone`], and the shards drop
+/// the events nobody will read rather than wait for room.
 pub struct EventReader<X> {
     pub(crate) shards: Vec<Consumer<ShardOutput>>,
     pub(crate) external: Consumer<(Seq, X)>,
@@ -49,6 +57,15 @@ pub struct EventReader<X> {
     pub(crate) wait: WaitStrategy,
     /// With a journal: events of a `seq` go out only once it is durable.
     pub(crate) journal: Option<Arc<JournalStatus>>,
+    pub(crate) health: Arc<Health>,
+}
+
+impl<X> Drop for EventReader<X> {
+    fn drop(&mut self) {
+        if !self.is_finished() {
+            self.health.stop(Stopped::ReaderGone);
+        }
+    }
 }
 
 impl<X> EventReader<X> {
@@ -79,14 +96,21 @@ impl<X> EventReader<X> {
                 continue;
             }
             match self.find_next() {
-                Some((shard, false)) => {
+                Some((shard, Answering::One)) => {
                     self.last_source = shard;
                     self.streaming = Some(shard);
                 }
-                Some((_, true)) => match self.resolve_broadcast() {
+                Some((_, Answering::Broadcast)) => match self.resolve_broadcast() {
                     Some(shard) => self.streaming = Some(shard),
                     None => return delivered,
                 },
+                Some((_, Answering::Span)) => {
+                    let (n, complete) = self.merge_span(&mut handler);
+                    delivered += n;
+                    if !complete {
+                        return delivered;
+                    }
+                }
                 None => return delivered,
             }
         }
@@ -107,7 +131,9 @@ impl<X> EventReader<X> {
         let mut taken = 0;
         let mut in_command = true;
         for out in first.iter().chain(second) {
-            if !in_command && (out.event.seq != self.next_seq || out.broadcast || out.event.seq > released) {
+            if !in_command
+                && (out.event.seq != self.next_seq || out.answering != Answering::One || out.event.seq > released)
+            {
                 self.streaming = None;
                 break;
             }
@@ -125,13 +151,69 @@ impl<X> EventReader<X> {
         taken
     }
 
-    /// The shard whose stream starts `next_seq`, and whether it is a broadcast answer.
-    fn find_next(&self) -> Option<(usize, bool)> {
+    /// The shard whose stream starts `next_seq`, and how its command is answered.
+    fn find_next(&self) -> Option<(usize, Answering)> {
         let count = self.shards.len();
         (0..count).map(|i| (self.last_source + i) % count).find_map(|shard| match self.shards[shard].peek() {
-            Ok(out) if out.event.seq == self.next_seq => Some((shard, out.broadcast)),
+            Ok(out) if out.event.seq == self.next_seq => Some((shard, out.answering)),
             _ => None,
         })
+    }
+
+    /// Delivers what can be delivered of the spanning command `next_seq`:
+    /// while every shard's next event is known, the `cancelled` event with
+    /// the lowest order id; once every shard is at its last event, one
+    /// `mass_cancelled` with the sum of their counts (or, for a command every
+    /// shard rejected, one of their identical rejections). Returns how many
+    /// it delivered and whether the command is complete.
+    fn merge_span(&mut self, handler: &mut impl FnMut(Output<'_, X>)) -> (usize, bool) {
+        let seq = self.next_seq;
+        let mut delivered = 0;
+        loop {
+            let mut lowest: Option<(u64, usize)> = None;
+            for (shard, stream) in self.shards.iter().enumerate() {
+                let Ok(out) = stream.peek() else {
+                    return (delivered, false); // this shard's part is not here yet
+                };
+                debug_assert_eq!(out.event.seq, seq, "Invariant: every shard answers a spanning command");
+                if out.last {
+                    continue;
+                }
+                let EventKind::Cancelled { order_id, .. } = out.event.kind else {
+                    debug_assert!(false, "Invariant: a spanning command's part is cancels, then its last event");
+                    continue;
+                };
+                if lowest.is_none_or(|(lowest_id, _)| order_id < lowest_id) {
+                    lowest = Some((order_id, shard));
+                }
+            }
+            if let Some((_, shard)) = lowest {
+                if let Ok(out) = self.shards[shard].pop() {
+                    handler(Output::Event(&out.event));
+                    delivered += 1;
+                }
+                continue;
+            }
+            let mut total = 0;
+            let mut last: Option<Event> = None;
+            for stream in &mut self.shards {
+                if let Ok(out) = stream.pop() {
+                    if let EventKind::MassCancelled { count, .. } = out.event.kind {
+                        total += count;
+                    }
+                    last.get_or_insert(out.event);
+                }
+            }
+            if let Some(mut event) = last {
+                if let EventKind::MassCancelled { count, .. } = &mut event.kind {
+                    *count = total;
+                }
+                handler(Output::Event(&event));
+                delivered += 1;
+            }
+            self.next_seq += 1;
+            return (delivered, true);
+        }
     }
 
     /// Once every shard has answered the broadcast `next_seq`: drops every
@@ -169,14 +251,28 @@ impl<X> EventReader<X> {
     /// Why the journal stopped, if it did: no event after the last durable
     /// `seq` will ever be delivered.
     pub fn journal_failure(&self) -> Option<String> {
-        self.journal.as_ref().and_then(|status| status.failure())
+        match self.health.stopped() {
+            Some(Stopped::JournalFailed(reason)) => Some(reason.clone()),
+            _ => None,
+        }
+    }
+
+    /// Why the engine stopped, if it did.
+    pub fn stopped(&self) -> Option<Stopped> {
+        self.health.stopped().cloned()
     }
 
     /// Whether nothing more will ever be delivered: the engine has shut down
-    /// and everything is delivered, or the journal failed and everything
-    /// durable is delivered.
+    /// and everything is delivered; or the journal failed and everything
+    /// durable is delivered; or a shard failed (what the others had ready
+    /// was delivered by the last poll; the dead shard's part never comes).
     pub fn is_done(&self) -> bool {
-        self.is_finished() || (self.journal_failure().is_some() && self.next_seq > self.released())
+        self.is_finished()
+            || match self.health.stopped() {
+                Some(Stopped::JournalFailed(_)) => self.next_seq > self.released(),
+                Some(Stopped::ShardFailed(_)) => true,
+                _ => false,
+            }
     }
 
     /// Drops every item waiting in the rings, delivered or not, and returns
@@ -221,7 +317,7 @@ impl<X> EventReader<X> {
             // broadcast some shard has not answered): sleep until more arrive.
             let seen = self.buffered();
             let signal = Arc::clone(&self.signal);
-            backoff.wait_for_data(&signal, || self.buffered() != seen || self.is_finished());
+            backoff.wait_until(&signal, || self.buffered() != seen || self.is_done());
         }
     }
 

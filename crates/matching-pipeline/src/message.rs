@@ -10,9 +10,27 @@ pub(crate) enum ShardInput {
     /// shard runs it; the shard that holds the order gives the real answer,
     /// the others a rejection that the merger drops.
     Broadcast(Command),
+    /// A mass cancel of every symbol: every shard cancels its part (in
+    /// order id order, then a `mass_cancelled` with its count); the merger
+    /// merges the parts by order id and sums the counts.
+    Span(Command),
     Query(Query),
     /// Finish: flush, and hand the books back.
     Shutdown,
+    /// Fault injection for tests: the shard panics.
+    #[cfg(feature = "fault-injection")]
+    Panic,
+}
+
+/// How the merger puts a command's answers together.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Answering {
+    /// One shard answers.
+    One,
+    /// Every shard answers ([`ShardInput::Broadcast`]); one answer is kept.
+    Broadcast,
+    /// Every shard answers a part ([`ShardInput::Span`]); the parts merge.
+    Span,
 }
 
 /// Shard → merger: one event, and where it stands in its command's answer.
@@ -21,8 +39,7 @@ pub(crate) struct ShardOutput {
     pub(crate) event: Event,
     /// The last event of its command (every command has at least one).
     pub(crate) last: bool,
-    /// The answer to a [`ShardInput::Broadcast`].
-    pub(crate) broadcast: bool,
+    pub(crate) answering: Answering,
 }
 
 /// A synchronous question about the books. It travels through the same

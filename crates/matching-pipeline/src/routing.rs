@@ -1,5 +1,6 @@
-//! Where a command goes: a new order to the shard of its symbol, a cancel
-//! or modify to the shard that holds its order.
+//! Where a command goes: a new order (or anything else naming a symbol) to
+//! the shard of its symbol, a cancel or modify to the shard that holds its
+//! order, a mass cancel of every symbol to every shard.
 
 use rustc_hash::FxHashMap;
 
@@ -49,6 +50,8 @@ pub(crate) enum OrderRoute {
     /// To every shard: the order is older than the window remembers; the
     /// shard that holds it answers, and the merger keeps that answer.
     Broadcast,
+    /// To every shard, each answering its part (a mass cancel of every symbol).
+    Span,
 }
 
 /// The shard of every recent order id, in a ring of one byte per `seq`.

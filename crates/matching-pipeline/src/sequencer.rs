@@ -9,6 +9,7 @@ use matching_core::{Action, Command, Seq};
 use rtrb::Producer;
 
 use crate::durable::JournalEntry;
+use crate::health::{Health, Stopped};
 use crate::message::ShardInput;
 use crate::routing::{IdRoutes, OrderRoute, SymbolRouter};
 use crate::wait::{Backoff, Signal, WaitStrategy};
@@ -24,8 +25,10 @@ pub enum Clock {
     Zero,
 }
 
-/// The route of a command that goes to every shard.
+/// The route of a command that goes to every shard, one of which answers.
 const BROADCAST: u8 = u8::MAX;
+/// The route of a command that every shard answers a part of.
+const SPAN: u8 = u8::MAX - 1;
 
 pub(crate) struct Sequencer<X> {
     pub(crate) next_seq: Seq,
@@ -47,6 +50,7 @@ pub(crate) struct Sequencer<X> {
     /// Sequencer → journal thread, when the engine journals.
     pub(crate) journal: Option<Producer<JournalEntry>>,
     pub(crate) journal_signal: Arc<Signal>,
+    pub(crate) health: Arc<Health>,
 }
 
 impl<X: Copy> Sequencer<X> {
@@ -59,14 +63,16 @@ impl<X: Copy> Sequencer<X> {
 
     /// Sequences and publishes the longest prefix of `actions` that fits in
     /// the shards' rings right now (at most `batch_max`), without waiting.
-    /// Returns how many were taken and the `seq` of the first.
+    /// Returns how many were taken and the `seq` of the first; `Err` (and
+    /// nothing taken) once the engine has stopped.
     ///
     /// A `seq` is given only to a command that is published at once, so the
     /// merger never waits for a `seq` that is stuck behind a full ring.
     /// First every command is routed and counted against the room in its
     /// shard's ring; then each shard's commands are written straight into
     /// its ring and published with one release.
-    pub(crate) fn try_submit(&mut self, actions: &[Action]) -> (usize, Seq) {
+    pub(crate) fn try_submit(&mut self, actions: &[Action]) -> Result<(usize, Seq), Stopped> {
+        self.health.check()?;
         let first_seq = self.next_seq;
         let shards = self.inputs.len();
         for (shard, room) in self.room.iter_mut().enumerate() {
@@ -84,15 +90,19 @@ impl<X: Copy> Sequencer<X> {
                 Action::Cancel { order_id, .. } | Action::Modify { order_id, .. } => {
                     (self.ids.route(*order_id, seq), None)
                 }
+                Action::MassCancel { symbol: None, .. } => (OrderRoute::Span, None),
+                Action::MassCancel { symbol: Some(symbol), .. }
+                | Action::Halt { symbol }
+                | Action::Resume { symbol } => (OrderRoute::Shard(self.symbols.shard_of(symbol)), None),
             };
             match route {
                 OrderRoute::Shard(shard) if self.room[shard as usize] > 0 => {
                     self.room[shard as usize] -= 1;
                     self.routes.push(shard);
                 }
-                OrderRoute::Broadcast if self.room.iter().all(|&room| room > 0) => {
+                OrderRoute::Broadcast | OrderRoute::Span if self.room.iter().all(|&room| room > 0) => {
                     self.room.iter_mut().for_each(|room| *room -= 1);
-                    self.routes.push(BROADCAST);
+                    self.routes.push(if route == OrderRoute::Span { SPAN } else { BROADCAST });
                 }
                 _ => break,
             }
@@ -100,11 +110,11 @@ impl<X: Copy> Sequencer<X> {
         }
         let taken = self.routes.len();
         if taken == 0 {
-            return (0, first_seq);
+            return Ok((0, first_seq));
         }
         let timestamp_ns = self.now();
         for shard in 0..shards {
-            let count = self.routes.iter().filter(|&&r| r == shard as u8 || r == BROADCAST).count();
+            let count = self.routes.iter().filter(|&&r| r == shard as u8 || r >= SPAN).count();
             if count == 0 {
                 continue;
             }
@@ -121,6 +131,7 @@ impl<X: Copy> Sequencer<X> {
                 let command = Command { seq, timestamp_ns, action };
                 match route {
                     BROADCAST => Some(ShardInput::Broadcast(command)),
+                    SPAN => Some(ShardInput::Span(command)),
                     r if r == shard as u8 => Some(ShardInput::Command(command)),
                     _ => None,
                 }
@@ -149,84 +160,113 @@ impl<X: Copy> Sequencer<X> {
             }
         }
         self.next_seq += taken as u64;
-        (taken, first_seq)
+        Ok((taken, first_seq))
     }
 
     /// Sequences and publishes every action, waiting for room as needed.
-    pub(crate) fn submit(&mut self, actions: &[Action]) -> Seq {
+    /// `Err` once the engine has stopped (what was taken before stays taken).
+    pub(crate) fn submit(&mut self, actions: &[Action]) -> Result<Seq, Stopped> {
         let first_seq = self.next_seq;
         let mut done = 0;
         let mut backoff = Backoff::new(self.wait);
         while done < actions.len() {
-            let (taken, _) = self.try_submit(&actions[done..]);
+            let (taken, _) = self.try_submit(&actions[done..])?;
             if taken == 0 {
-                backoff.wait_for_room();
+                self.wait_for_room(&mut backoff)?;
             } else {
                 backoff.reset();
                 done += taken;
             }
         }
-        first_seq
+        Ok(first_seq)
+    }
+
+    /// Waits a little for room in the rings, or fails once the engine has
+    /// stopped or a ring's consumer (a shard, the journal) is gone: then no
+    /// room will ever come.
+    fn wait_for_room(&self, backoff: &mut Backoff) -> Result<(), Stopped> {
+        self.health.check()?;
+        if let Some(shard) = self.inputs.iter().position(|input| input.is_abandoned()) {
+            return Err(self.stop(Stopped::ShardFailed(shard)));
+        }
+        if self.journal.as_ref().is_some_and(|journal| journal.is_abandoned()) {
+            return Err(self.stop(Stopped::JournalFailed("the journal thread is gone".to_string())));
+        }
+        backoff.pause();
+        Ok(())
+    }
+
+    /// Records why the engine stopped and returns the reason that stands
+    /// (the first one recorded).
+    fn stop(&self, why: Stopped) -> Stopped {
+        self.health.stop(why);
+        self.health.check().err().unwrap_or(Stopped::ReaderGone)
     }
 
     /// Gives `payload` the next `seq` and hands it to the merger.
-    pub(crate) fn submit_external(&mut self, payload: X) -> Seq {
-        let seq = self.next_seq;
-        self.ids.record(seq, None);
-        self.push_journal(JournalEntry::Record(Record::External(seq)));
-        self.push_waiting_external((seq, payload));
-        self.next_seq += 1;
-        seq
+    pub(crate) fn submit_external(&mut self, payload: X) -> Result<Seq, Stopped> {
+        let mut backoff = Backoff::new(self.wait);
+        loop {
+            if let Some(seq) = self.try_submit_external(payload)? {
+                return Ok(seq);
+            }
+            self.wait_for_room(&mut backoff)?;
+        }
     }
 
     /// As [`Sequencer::submit_external`], or `None` (and no `seq` taken)
-    /// when the external ring is full.
-    pub(crate) fn try_submit_external(&mut self, payload: X) -> Option<Seq> {
+    /// when the external ring or the journal's is full.
+    pub(crate) fn try_submit_external(&mut self, payload: X) -> Result<Option<Seq>, Stopped> {
+        self.health.check()?;
         let seq = self.next_seq;
         if self.journal.as_ref().is_some_and(|j| j.slots() == 0) || self.external.slots() == 0 {
-            return None;
+            return Ok(None);
         }
-        self.push_journal(JournalEntry::Record(Record::External(seq)));
-        self.external.push((seq, payload)).ok()?;
+        if let Some(journal) = &mut self.journal {
+            let pushed = journal.push(JournalEntry::Record(Record::External(seq)));
+            debug_assert!(pushed.is_ok(), "Invariant: the journal's room was counted");
+            if self.wait == WaitStrategy::Park {
+                self.journal_signal.wake();
+            }
+        }
+        let pushed = self.external.push((seq, payload));
+        debug_assert!(pushed.is_ok(), "Invariant: the external ring's room was counted");
         if self.wait == WaitStrategy::Park {
             self.output_signal.wake();
         }
         self.ids.record(seq, None);
         self.next_seq += 1;
-        Some(seq)
+        Ok(Some(seq))
     }
 
-    fn push_waiting_external(&mut self, item: (Seq, X)) {
-        let mut backoff = Backoff::new(self.wait);
-        while self.external.push(item).is_err() {
-            backoff.wait_for_room();
-        }
-        if self.wait == WaitStrategy::Park {
-            self.output_signal.wake();
-        }
-    }
-
-    /// Puts an entry on the journal ring (if the engine journals), waiting for room.
-    pub(crate) fn push_journal(&mut self, entry: JournalEntry) {
-        let Some(journal) = &mut self.journal else { return };
+    /// Puts an entry on the journal ring (if the engine journals), waiting
+    /// for room; `Err` once the journal thread is gone.
+    pub(crate) fn push_journal(&mut self, entry: JournalEntry) -> Result<(), Stopped> {
+        let Some(journal) = &mut self.journal else { return Ok(()) };
         let mut backoff = Backoff::new(self.wait);
         while journal.push(entry).is_err() {
-            backoff.wait_for_room();
+            if backoff.wait_for_room(journal).is_err() {
+                return Err(self.stop(Stopped::JournalFailed("the journal thread is gone".to_string())));
+            }
         }
         if self.wait == WaitStrategy::Park {
             self.journal_signal.wake();
         }
+        Ok(())
     }
 
     /// Puts a control message (query, shutdown) on one shard's ring, after
-    /// everything submitted so far.
-    pub(crate) fn push_control(&mut self, shard: usize, message: ShardInput) {
+    /// everything submitted so far; `Err` once that shard is gone.
+    pub(crate) fn push_control(&mut self, shard: usize, message: ShardInput) -> Result<(), Stopped> {
         let mut backoff = Backoff::new(self.wait);
         while self.inputs[shard].push(message).is_err() {
-            backoff.wait_for_room();
+            if backoff.wait_for_room(&self.inputs[shard]).is_err() {
+                return Err(self.stop(Stopped::ShardFailed(shard)));
+            }
         }
         if self.wait == WaitStrategy::Park {
             self.input_signals[shard].wake();
         }
+        Ok(())
     }
 }

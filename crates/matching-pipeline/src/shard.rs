@@ -1,6 +1,11 @@
 //! A shard: one thread that owns the books of its symbols and nothing else.
 //! It drains its input ring in batches, matches, and writes events to its
 //! output ring in batches. No locks, no allocation per command.
+//!
+//! It never waits on a peer that is gone: when the engine's end of its input
+//! ring is dropped it stops, and when the reader's end of its output ring is
+//! dropped it goes on matching (so its books stay what the journal says) and
+//! drops the events nobody will read.
 
 use std::sync::Arc;
 use std::sync::mpsc::SyncSender;
@@ -8,7 +13,7 @@ use std::sync::mpsc::SyncSender;
 use matching_core::{Event, EventSink, Exchange, Side};
 use rtrb::{Consumer, Producer};
 
-use crate::message::{Answer, Query, ShardInput, ShardOutput};
+use crate::message::{Answer, Answering, Query, ShardInput, ShardOutput};
 use crate::wait::{Backoff, Signal, WaitStrategy};
 
 /// Commands taken from the input ring at a time.
@@ -31,8 +36,10 @@ pub(crate) struct OutputSink {
     pub(crate) output: Producer<ShardOutput>,
     /// Events not yet written. Invariant: at most `OUTPUT_BATCH`.
     pub(crate) pending: Vec<ShardOutput>,
-    /// Whether the command being processed is a broadcast.
-    pub(crate) broadcast: bool,
+    /// How the merger combines the answers of the command being processed.
+    pub(crate) answering: Answering,
+    /// The reader is gone: events are dropped instead of written.
+    pub(crate) reader_gone: bool,
     /// The merger sleeps on it.
     pub(crate) output_signal: Arc<Signal>,
     pub(crate) wait: WaitStrategy,
@@ -45,19 +52,20 @@ impl EventSink for OutputSink {
             // Keep the newest: it may be its command's last, flagged later.
             self.write_pending(OUTPUT_BATCH - 1);
         }
-        self.pending.push(ShardOutput { event: *event, last: false, broadcast: self.broadcast });
+        self.pending.push(ShardOutput { event: *event, last: false, answering: self.answering });
     }
 }
 
 impl OutputSink {
-    /// Writes the first `n` pending events to the ring, waiting for room.
+    /// Writes the first `n` pending events to the ring, waiting for room
+    /// while the reader is there; drops them once it is gone.
     fn write_pending(&mut self, n: usize) {
         let mut written = 0;
         let mut backoff = Backoff::new(self.wait);
-        while written < n {
+        while written < n && !self.reader_gone {
             let (done, _) = self.output.push_partial_slice(&self.pending[written..n]);
             if done.is_empty() {
-                backoff.wait_for_room();
+                self.reader_gone = backoff.wait_for_room(&self.output).is_err();
                 continue;
             }
             written += done.len();
@@ -84,7 +92,8 @@ impl OutputSink {
 }
 
 impl Worker {
-    /// Runs until `Shutdown`, then hands back the books.
+    /// Runs until `Shutdown` (or until the engine's end of the input ring
+    /// is dropped), then hands back the books.
     pub(crate) fn run(self) -> Exchange {
         let Worker { mut exchange, mut input, input_signal, mut sink, answers, wait } = self;
         let mut backoff = Backoff::new(wait);
@@ -92,7 +101,9 @@ impl Worker {
             let available = input.slots();
             if available == 0 {
                 sink.flush();
-                backoff.wait_for_data(&input_signal, || !input.is_empty());
+                if backoff.wait_for_data(&input_signal, &input).is_err() {
+                    return exchange;
+                }
                 continue;
             }
             backoff.reset();
@@ -103,8 +114,12 @@ impl Worker {
             let mut shutdown = false;
             for item in first.iter().chain(second) {
                 match item {
-                    ShardInput::Command(command) | ShardInput::Broadcast(command) => {
-                        sink.broadcast = matches!(item, ShardInput::Broadcast(_));
+                    ShardInput::Command(command) | ShardInput::Broadcast(command) | ShardInput::Span(command) => {
+                        sink.answering = match item {
+                            ShardInput::Broadcast(_) => Answering::Broadcast,
+                            ShardInput::Span(_) => Answering::Span,
+                            _ => Answering::One,
+                        };
                         exchange.process(command, &mut sink);
                         sink.end_command();
                     }
@@ -114,6 +129,8 @@ impl Worker {
                         let _ = answers.send(answer(&exchange, query));
                     }
                     ShardInput::Shutdown => shutdown = true,
+                    #[cfg(feature = "fault-injection")]
+                    ShardInput::Panic => panic!("fault injection: shard panics"),
                 }
             }
             chunk.commit_all();

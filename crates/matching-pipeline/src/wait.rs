@@ -1,10 +1,16 @@
 //! What a thread does while a ring it needs is empty (consumer) or full
-//! (producer): spin, yield, or sleep until woken.
+//! (producer): spin, yield, or sleep until woken; and, every time, whether
+//! the thread at the other end is still there. A peer that is gone (its end
+//! of the ring dropped: it returned, panicked or was dropped) will never make
+//! room or send data, so every wait fails fast with [`PeerGone`] instead of
+//! spinning forever.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering, fence};
 use std::thread::{self, Thread};
 use std::time::Duration;
+
+use rtrb::{Consumer, Producer};
 
 /// How a waiting thread spends its time. Measured in `docs/BENCHMARKS.md`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -47,8 +53,28 @@ impl Backoff {
         self.step = 0;
     }
 
-    /// Waits a little for room in a full ring (nobody wakes a producer).
-    pub(crate) fn wait_for_room(&mut self) {
+    /// Waits a little for room in `ring`, which was full (nobody wakes a
+    /// producer); fails once its consumer is gone, as it will never make room.
+    pub(crate) fn wait_for_room<T>(&mut self, ring: &Producer<T>) -> Result<(), PeerGone> {
+        if ring.is_abandoned() {
+            return Err(PeerGone);
+        }
+        self.pause();
+        Ok(())
+    }
+
+    /// Waits a little for data in `ring`, which was empty; fails once it is
+    /// empty and its producer is gone, as nothing more will ever come.
+    pub(crate) fn wait_for_data<T>(&mut self, signal: &Signal, ring: &Consumer<T>) -> Result<(), PeerGone> {
+        if ring.is_abandoned() && ring.is_empty() {
+            return Err(PeerGone);
+        }
+        self.wait_until(signal, || !ring.is_empty() || ring.is_abandoned());
+        Ok(())
+    }
+
+    /// Spins, yields or sleeps a little, escalating with each call.
+    pub(crate) fn pause(&mut self) {
         self.step = self.step.saturating_add(1);
         match self.strategy {
             WaitStrategy::BusySpin => std::hint::spin_loop(),
@@ -59,10 +85,11 @@ impl Backoff {
         }
     }
 
-    /// Waits a little for data in an empty ring: `ready` re-checks the ring
-    /// after the thread has announced it may sleep, so a producer that
-    /// publishes at that moment either sees the announcement or is seen.
-    pub(crate) fn wait_for_data(&mut self, signal: &Signal, ready: impl Fn() -> bool) {
+    /// Waits a little for something `ready` checks (data in one of several
+    /// rings, say): it re-checks after the thread has announced it may
+    /// sleep, so a producer that publishes at that moment either sees the
+    /// announcement or is seen. The caller checks its peers.
+    pub(crate) fn wait_until(&mut self, signal: &Signal, ready: impl Fn() -> bool) {
         self.step = self.step.saturating_add(1);
         match self.strategy {
             WaitStrategy::BusySpin => std::hint::spin_loop(),
@@ -73,6 +100,11 @@ impl Backoff {
         }
     }
 }
+
+/// The thread at the other end of a ring is gone: it will never make room or
+/// send anything again.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) struct PeerGone;
 
 /// Lets a consumer sleep and a producer wake it. Used only with
 /// [`WaitStrategy::Park`]; with the others producers never look at it.

@@ -32,7 +32,7 @@ use std::time::Duration;
 use common::{Item, external_payload, first_difference, small_exchange, sym, with_id, with_timeout};
 use matching_core::{
     Action, Command, Event, EventKind, Exchange, NewOrder, OrderId, OrderType, RejectReason, Seq, Side, Stp, Symbol,
-    Tif, VALUE_MAX,
+    Tif, TradingStatus, VALUE_MAX,
 };
 use matching_pipeline::{Answer, Clock, Engine, EngineConfig, Query, WaitStrategy};
 use proptest::collection::vec;
@@ -139,12 +139,51 @@ enum QtyPick {
 
 #[derive(Clone, Copy, Debug)]
 enum Op {
-    Limit { user: u8, symbol: u8, side: Side, price: u8, qty: u8, tif: Tif, post_only: bool, stp: Stp },
-    Market { user: u8, symbol: u8, side: Side, qty: u8, tif: Tif, stp: Stp },
-    Invalid { user: u8, symbol: u8, side: Side, flaw: Flaw },
-    Cancel { user: UserPick, target: Target },
-    Modify { user: UserPick, target: Target, price: Option<PricePick>, qty: Option<QtyPick> },
+    Limit {
+        user: u8,
+        symbol: u8,
+        side: Side,
+        price: u8,
+        qty: u8,
+        tif: Tif,
+        post_only: bool,
+        stp: Stp,
+    },
+    Market {
+        user: u8,
+        symbol: u8,
+        side: Side,
+        qty: u8,
+        tif: Tif,
+        stp: Stp,
+    },
+    Invalid {
+        user: u8,
+        symbol: u8,
+        side: Side,
+        flaw: Flaw,
+    },
+    Cancel {
+        user: UserPick,
+        target: Target,
+    },
+    Modify {
+        user: UserPick,
+        target: Target,
+        price: Option<PricePick>,
+        qty: Option<QtyPick>,
+    },
     External,
+    /// A mass cancel of `user` (`None`: a user out of range), in one symbol
+    /// or all (spanning every shard), on one side or both.
+    MassCancel {
+        user: Option<u8>,
+        symbol: Option<u8>,
+        side: Option<Side>,
+    },
+    Halt(u8),
+    /// Resumes a halted symbol when there is one (else any symbol).
+    Resume(u8),
 }
 
 /// How a piece of the stream is handed to the engine.
@@ -265,6 +304,8 @@ fn op() -> impl Strategy<Value = Op> {
     let modify =
         (user_pick(), target(), prop::option::weighted(0.6, price_pick), prop::option::weighted(0.7, qty_pick))
             .prop_map(|(user, target, price, qty)| Op::Modify { user, target, price, qty });
+    let mass_cancel = (prop::option::weighted(0.95, 0u8..4), prop::option::of(any::<u8>()), prop::option::of(side()))
+        .prop_map(|(user, symbol, side)| Op::MassCancel { user, symbol, side });
     prop_oneof![
         40 => limit,
         6 => market,
@@ -272,6 +313,9 @@ fn op() -> impl Strategy<Value = Op> {
         20 => cancel,
         22 => modify,
         4 => Just(Op::External),
+        4 => mass_cancel,
+        1 => any::<u8>().prop_map(Op::Halt),
+        3 => any::<u8>().prop_map(Op::Resume),
     ]
 }
 
@@ -341,6 +385,9 @@ struct Concrete {
     /// reached a resting order of their own user, with its symbol.
     broadcasts: u64,
     broadcast_hits: Vec<Symbol>,
+    /// For each mass cancel of every symbol, the symbols of the orders it
+    /// cancelled (to count those that spanned several shards).
+    mass_spans: Vec<Vec<Symbol>>,
 }
 
 fn answers(exchange: &Exchange, symbol: Symbol, levels: usize) -> (Answer, Answer, Answer) {
@@ -379,6 +426,7 @@ fn concretize(case: &Case) -> Concrete {
         final_state: Vec::new(),
         broadcasts: 0,
         broadcast_hits: Vec::new(),
+        mass_spans: Vec::new(),
     };
     let mut checks: Vec<CheckSpec> = case.checks.clone();
     checks.sort_by_key(|c| c.at);
@@ -486,7 +534,31 @@ fn concretize(case: &Case) -> Concrete {
                 Some(Action::Modify { user: resolve_user(user, owner), order_id, price, qty })
             }
             Op::External => None,
+            Op::MassCancel { user, symbol, side } => Some(Action::MassCancel {
+                user: user.map_or(TOO_BIG, |user| user as u64),
+                symbol: symbol.map(symbol_of),
+                side,
+            }),
+            Op::Halt(symbol) => Some(Action::Halt { symbol: symbol_of(symbol) }),
+            Op::Resume(index) => {
+                let halted: Vec<Symbol> = symbols
+                    .iter()
+                    .copied()
+                    .filter(|s| exchange.book(s).is_some_and(|b| b.status() == TradingStatus::Halted))
+                    .collect();
+                let symbol = pick(&halted, index as u16).unwrap_or(symbol_of(index));
+                Some(Action::Resume { symbol })
+            }
         };
+        if let Some(Action::MassCancel { user, symbol: None, side }) = action {
+            let spanned = live
+                .iter()
+                .filter_map(|&(id, _)| exchange.order(id))
+                .filter(|(_, order)| order.user == user && side.is_none_or(|s| s == order.side))
+                .map(|(symbol, _)| symbol)
+                .collect();
+            concrete.mass_spans.push(spanned);
+        }
         // Broadcasts, as the sequencer decides them.
         if let Some(Action::Cancel { user, order_id } | Action::Modify { user, order_id, .. }) = action
             && (1..seq).contains(&order_id)
@@ -537,6 +609,10 @@ static BROADCAST_HITS: AtomicU64 = AtomicU64::new(0);
 /// Broadcast hits whose order is on a shard other than 0 of several.
 static BROADCAST_HITS_OFF_SHARD_0: AtomicU64 = AtomicU64::new(0);
 static MID_STREAM_CHECKS: AtomicU64 = AtomicU64::new(0);
+/// Mass cancels of every symbol, and of those the ones whose cancels came
+/// from two shards or more.
+static MASS_SPANS: AtomicU64 = AtomicU64::new(0);
+static MASS_SPANS_MULTI_SHARD: AtomicU64 = AtomicU64::new(0);
 static EXTERNALS: AtomicU64 = AtomicU64::new(0);
 
 /// The next place the stream must be cut: an external item or a check.
@@ -573,7 +649,7 @@ fn run_case(case: &Case, concrete: &Concrete) -> Result<(), String> {
             if engine.next_seq() != at as Seq + 1 {
                 return Err(format!("after {at} items next_seq is {}", engine.next_seq()));
             }
-            let hash = engine.state_hash();
+            let hash = engine.state_hash().expect("state_hash");
             if hash != check.state_hash {
                 return Err(format!("after {at} items: engine state hash {hash:#x}, oracle {:#x}", check.state_hash));
             }
@@ -582,7 +658,7 @@ fn run_case(case: &Case, concrete: &Concrete) -> Result<(), String> {
                 (Query::Best(check.symbol), &check.best),
                 (Query::Depth(check.symbol, check.levels), &check.depth),
             ] {
-                let got = engine.query(query);
+                let got = engine.query(query).expect("query");
                 if &got != want {
                     return Err(format!("after {at} items {query:?}: engine {got:?}\noracle {want:?}"));
                 }
@@ -593,7 +669,7 @@ fn run_case(case: &Case, concrete: &Concrete) -> Result<(), String> {
         }
         let seq = pos as Seq + 1;
         let Some(action) = stream[pos] else {
-            let got = engine.submit_external(external_payload(seq));
+            let got = engine.submit_external(external_payload(seq)).expect("submit_external");
             if got != seq {
                 return Err(format!("submit_external gave seq {got}, expected {seq}"));
             }
@@ -606,14 +682,14 @@ fn run_case(case: &Case, concrete: &Concrete) -> Result<(), String> {
         let actions: Vec<Action> = stream[pos..end].iter().map(|a| a.expect("no external in a piece")).collect();
         match mode {
             Mode::Submit => {
-                let got = engine.submit(action);
+                let got = engine.submit(action).expect("submit");
                 if got != seq {
                     return Err(format!("submit gave seq {got}, expected {seq}"));
                 }
                 pos += 1;
             }
             Mode::Batch => {
-                let got = engine.submit_batch(&actions);
+                let got = engine.submit_batch(&actions).expect("submit_batch");
                 if got != seq {
                     return Err(format!("submit_batch gave first seq {got}, expected {seq}"));
                 }
@@ -622,7 +698,7 @@ fn run_case(case: &Case, concrete: &Concrete) -> Result<(), String> {
             Mode::TryBatch => {
                 let mut done = 0;
                 while done < actions.len() {
-                    let (taken, first) = engine.try_submit_batch(&actions[done..]);
+                    let (taken, first) = engine.try_submit_batch(&actions[done..]).expect("try_submit_batch");
                     if first != seq + done as Seq {
                         return Err(format!("try_submit_batch gave first seq {first}, expected {}", seq + done as Seq));
                     }
@@ -639,8 +715,16 @@ fn run_case(case: &Case, concrete: &Concrete) -> Result<(), String> {
             }
         }
     }
-    let hash = engine.state_hash();
+    let hash = engine.state_hash().expect("state_hash");
     let shard_of: Vec<usize> = concrete.broadcast_hits.iter().map(|symbol| engine.shard_of(symbol)).collect();
+    let multi_shard_spans = concrete
+        .mass_spans
+        .iter()
+        .filter(|symbols| {
+            let shards: BTreeSet<usize> = symbols.iter().map(|s| engine.shard_of(s)).collect();
+            shards.len() > 1
+        })
+        .count();
     let symbols_of_shard: Vec<Vec<Symbol>> = {
         let names: Vec<Symbol> = SYMBOLS.iter().map(|name| sym(name)).collect();
         (0..layout.shards).map(|s| names.iter().copied().filter(|n| engine.shard_of(n) == s).collect()).collect()
@@ -676,6 +760,8 @@ fn run_case(case: &Case, concrete: &Concrete) -> Result<(), String> {
     let off_zero = shard_of.iter().filter(|&&s| layout.shards > 1 && s != 0).count();
     BROADCAST_HITS_OFF_SHARD_0.fetch_add(off_zero as u64, Ordering::Relaxed);
     EXTERNALS.fetch_add(concrete.stream.iter().filter(|a| a.is_none()).count() as u64, Ordering::Relaxed);
+    MASS_SPANS.fetch_add(concrete.mass_spans.len() as u64, Ordering::Relaxed);
+    MASS_SPANS_MULTI_SHARD.fetch_add(multi_shard_spans as u64, Ordering::Relaxed);
     Ok(())
 }
 
@@ -715,14 +801,17 @@ fn engine_matches_one_exchange() {
     let off_zero = BROADCAST_HITS_OFF_SHARD_0.load(Ordering::Relaxed);
     let checks = MID_STREAM_CHECKS.load(Ordering::Relaxed);
     let externals = EXTERNALS.load(Ordering::Relaxed);
+    let spans = MASS_SPANS.load(Ordering::Relaxed);
+    let spans_multi = MASS_SPANS_MULTI_SHARD.load(Ordering::Relaxed);
     eprintln!(
         "engine_matches_one_exchange: {run} cases, {broadcasts} broadcast cancels/modifies ({hits} of them on a \
          resting order of their user, {off_zero} on a shard other than 0), {checks} mid-stream checks, \
-         {externals} external items"
+         {externals} external items, {spans} mass cancels of every symbol ({spans_multi} cancelling on 2+ shards)"
     );
     if run >= 16 {
         assert!(broadcasts > 0 && hits > 0 && off_zero > 0, "the run did not exercise broadcasts of old ids");
         assert!(checks > 0 && externals > 0, "the run did not check mid-stream or did not send external items");
+        assert!(spans_multi > 0, "the run did not exercise a mass cancel spanning shards");
     }
 }
 

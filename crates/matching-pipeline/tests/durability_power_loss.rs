@@ -267,13 +267,17 @@ fn submit(
         let seq = first_seq + at as Seq;
         match stream[at] {
             None => {
-                assert_eq!(engine.submit_external(external_payload(seq)), seq);
+                assert_eq!(engine.submit_external(external_payload(seq)).expect("submit_external"), seq);
                 at += 1;
             }
             Some(_) => {
                 let len = stream[at..].iter().take(batch_max).take_while(|a| a.is_some()).count();
                 let actions: Vec<Action> = stream[at..at + len].iter().map(|a| a.unwrap()).collect();
-                assert_eq!(engine.submit_batch(&actions), seq, "the sequencer gave a different seq");
+                assert_eq!(
+                    engine.submit_batch(&actions).expect("submit_batch"),
+                    seq,
+                    "the sequencer gave a different seq"
+                );
                 at += len;
             }
         }
@@ -348,7 +352,7 @@ fn power_loss_case(case_seed: u64) -> Result<Outcome, String> {
     // (but the engine still running).
     point.crash("after the last batch");
     let (want_all, want_items) = oracle(&small_exchange(), &stream);
-    let hash_all = engine.state_hash();
+    let hash_all = engine.state_hash().expect("state_hash");
     engine.shutdown();
     let items = reader.join().map_err(|_| "the first reader panicked".to_string())?;
     // The engine, journaling, delivers exactly what one exchange would.
@@ -385,7 +389,7 @@ fn power_loss_case(case_seed: u64) -> Result<Outcome, String> {
     let (want, _) = oracle(&small_exchange(), &stream[..last_seq as usize]);
     let delivered_again = Arc::new(AtomicU64::new(0));
     let reader = drain(reader, Arc::clone(&delivered_again));
-    if engine.state_hash() != want.state_hash() {
+    if engine.state_hash().expect("state_hash") != want.state_hash() {
         return Err(format!("{describe}: the recovered state differs from the oracle's for 1..={last_seq}"));
     }
     // (c) It continues the sequence.
@@ -394,7 +398,7 @@ fn power_loss_case(case_seed: u64) -> Result<Outcome, String> {
     let mut history = stream[..last_seq as usize].to_vec();
     history.extend_from_slice(&more);
     let (want, want_items) = oracle(&small_exchange(), &history);
-    let hash = engine.state_hash();
+    let hash = engine.state_hash().expect("state_hash");
     engine.shutdown();
     let items = reader.join().map_err(|_| "the second reader panicked".to_string())?;
     let want_new: Vec<Item> = want_items.into_iter().filter(|item| item.seq() > last_seq).collect();
@@ -497,13 +501,13 @@ fn the_recovered_state_hash_is_the_hash_before_the_crash() {
                 let mut hashes: Vec<(Seq, u64)> = Vec::new();
                 submit(&engine, &stream, 1, 1 + mix.below(40) as usize, |_, engine| {
                     if mix.below(10) == 0 {
-                        hashes.push((engine.next_seq() - 1, engine.state_hash()));
+                        hashes.push((engine.next_seq() - 1, engine.state_hash().expect("state_hash")));
                     }
                     if snapshots && mix.below(20) == 0 {
                         engine.snapshot().unwrap();
                     }
                 });
-                hashes.push((engine.next_seq() - 1, engine.state_hash()));
+                hashes.push((engine.next_seq() - 1, engine.state_hash().expect("state_hash")));
                 engine.shutdown();
                 reader.join().unwrap();
                 let context = format!("seed {seed}, {shards} shards, snapshots {snapshots}");
@@ -513,7 +517,7 @@ fn the_recovered_state_hash_is_the_hash_before_the_crash() {
                 let (engine, reader) = Engine::<u32>::start(config(&params, Arc::new(sim.clone()))).unwrap();
                 let reader = drain(reader, Arc::new(AtomicU64::new(0)));
                 assert_eq!(engine.recovery().unwrap().last_seq, last_seq, "{context}");
-                assert_eq!(engine.state_hash(), last_hash, "{context}: recovered from everything");
+                assert_eq!(engine.state_hash().expect("state_hash"), last_hash, "{context}: recovered from everything");
                 engine.shutdown();
                 reader.join().unwrap();
                 if snapshots {

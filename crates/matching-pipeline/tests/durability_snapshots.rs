@@ -51,8 +51,8 @@ fn run(stream: &[Option<Action>], chunks: usize, shards: usize, segment_bytes: u
         for action in part {
             let seq = engine.next_seq();
             match action {
-                Some(action) => assert_eq!(engine.submit(*action), seq),
-                None => assert_eq!(engine.submit_external(external_payload(seq)), seq),
+                Some(action) => assert_eq!(engine.submit(*action).expect("submit"), seq),
+                None => assert_eq!(engine.submit_external(external_payload(seq)).expect("submit_external"), seq),
             }
         }
         if index + 1 < chunks {
@@ -129,13 +129,13 @@ fn two_snapshots_are_kept_and_old_segments_pruned() {
             // A recovered engine continues from there.
             let (engine, reader) = Engine::<u32>::start(config(&storage, shards, 4096)).unwrap();
             let reader = drain(reader);
-            assert_eq!(engine.state_hash(), want.state_hash());
+            assert_eq!(engine.state_hash().expect("state_hash"), want.state_hash());
             let more = mixed_stream(300, &symbols(), 8);
             for (i, action) in more.iter().enumerate() {
                 let seq = stream.len() as Seq + 1 + i as Seq;
                 match action {
-                    Some(action) => assert_eq!(engine.submit(*action), seq),
-                    None => assert_eq!(engine.submit_external(external_payload(seq)), seq),
+                    Some(action) => assert_eq!(engine.submit(*action).expect("submit"), seq),
+                    None => assert_eq!(engine.submit_external(external_payload(seq)).expect("submit_external"), seq),
                 }
             }
             engine.snapshot().unwrap();
@@ -217,7 +217,11 @@ fn a_damaged_newest_snapshot_falls_back_to_the_previous_one() {
                 // The engine starts on it too, to the same state.
                 let (engine, reader) = Engine::<u32>::start(config(&dir, shards, 4096)).unwrap();
                 let reader = drain(reader);
-                assert_eq!(engine.state_hash(), want.state_hash(), "{context}: the engine's state");
+                assert_eq!(
+                    engine.state_hash().expect("state_hash"),
+                    want.state_hash(),
+                    "{context}: the engine's state"
+                );
                 engine.shutdown();
                 reader.join().unwrap();
             }
@@ -306,10 +310,10 @@ fn a_half_written_snapshot_is_ignored() {
 /// takes a new snapshot; if that one is then damaged too, recovery must
 /// still find a good snapshot (or the journal) to start from.
 ///
-/// Fails today: `write_snapshot` keeps the newest two files whatever they
-/// hold, so it deletes the good previous snapshot, keeps the damaged one,
-/// and the journal is pruned through the damaged one's seq: one good
-/// snapshot is left, and when it is damaged recovery refuses (a gap).
+/// A regression test: `write_snapshot` once kept the newest two files
+/// whatever they held, so it deleted the good previous snapshot, kept the
+/// damaged one, and pruned the journal through the damaged one's seq: one
+/// good snapshot was left, and when it was damaged recovery refused (a gap).
 #[test]
 fn a_damaged_snapshot_is_not_kept_in_place_of_a_good_one() {
     guarded("a_damaged_snapshot_is_not_kept_in_place_of_a_good_one", || {
@@ -328,8 +332,8 @@ fn a_damaged_snapshot_is_not_kept_in_place_of_a_good_one() {
         for (i, action) in more.iter().enumerate() {
             let seq = stream.len() as Seq + 1 + i as Seq;
             match action {
-                Some(action) => assert_eq!(engine.submit(*action), seq),
-                None => assert_eq!(engine.submit_external(external_payload(seq)), seq),
+                Some(action) => assert_eq!(engine.submit(*action).expect("submit"), seq),
+                None => assert_eq!(engine.submit_external(external_payload(seq)).expect("submit_external"), seq),
             }
         }
         let latest = engine.snapshot().unwrap();
@@ -337,8 +341,8 @@ fn a_damaged_snapshot_is_not_kept_in_place_of_a_good_one() {
         for (i, action) in extra.iter().enumerate() {
             let seq = latest + 1 + i as Seq;
             match action {
-                Some(action) => assert_eq!(engine.submit(*action), seq),
-                None => assert_eq!(engine.submit_external(external_payload(seq)), seq),
+                Some(action) => assert_eq!(engine.submit(*action).expect("submit"), seq),
+                None => assert_eq!(engine.submit_external(external_payload(seq)).expect("submit_external"), seq),
             }
         }
         engine.shutdown();

@@ -65,12 +65,13 @@ fn a_failing_journal_releases_nothing_more_and_still_shuts_down() {
         let stream = commands(before + after);
         let (engine, reader) = Engine::<u32>::start(config(&storage, 16, 1 << 12)).unwrap();
         let reader = drain(reader);
-        engine.submit_batch(&stream[..before]);
+        engine.submit_batch(&stream[..before]).expect("submit_batch");
         wait_until(|| engine.durable_seq() == Some(before as Seq));
         storage.fail_writes(Some("no space left on device (simulated)"));
         // Blocking submits: a dead journal must not make them wait forever.
+        // Once the failure is recorded they return `Err(Stopped::JournalFailed)`.
         for action in &stream[before..] {
-            engine.submit(*action);
+            let _ = engine.submit(*action);
         }
         wait_until(|| engine.journal_failure().is_some());
         assert!(engine.journal_failure().unwrap().contains("no space"), "{:?}", engine.journal_failure());
@@ -94,11 +95,11 @@ fn a_failing_journal_releases_nothing_more_and_still_shuts_down() {
 /// still delivered: `EventReader::run` stops only once nothing up to the
 /// durable `seq` is left (the shards may not have handed it all over yet).
 ///
-/// Fails today: `run` returns at the first moment nothing is ready once a
-/// failure is set, so events of durable commands still in a shard are
-/// never delivered, and with nobody reading, a shard blocked on its full
-/// output ring then blocks `shutdown` (and a submit): `replay --data` on a
-/// full disk hangs (see `crates/matching-engine/tests/crash_write_failure.rs`).
+/// A regression test: `run` once returned at the first moment nothing was
+/// ready once a failure was set, so events of durable commands still in a
+/// shard were never delivered, and with nobody reading, a shard blocked on
+/// its full output ring then blocked `shutdown` (and a submit): `replay
+/// --data` on a full disk hung (see `crates/matching-engine/tests/crash_write_failure.rs`).
 /// The shards' output ring is made tiny so that events are still in them.
 #[test]
 fn a_failing_journal_still_delivers_what_is_durable() {
@@ -107,10 +108,10 @@ fn a_failing_journal_still_delivers_what_is_durable() {
         let storage = SimStorage::new();
         let stream = commands(before + 1);
         let (engine, reader) = Engine::<u32>::start(config(&storage, 1 << 10, 4)).unwrap();
-        engine.submit_batch(&stream[..before]);
+        engine.submit_batch(&stream[..before]).expect("submit_batch");
         wait_until(|| engine.durable_seq() == Some(before as Seq));
         storage.fail_writes(Some("no space left on device (simulated)"));
-        engine.submit(stream[before]);
+        engine.submit(stream[before]).expect("submit");
         wait_until(|| engine.journal_failure().is_some());
         // Only now does anyone read: the shard still holds most events.
         let items = drain(reader).join().unwrap();

@@ -79,12 +79,12 @@ fn sweep(shards: usize, wait: WaitStrategy, output_ring: usize, input_ring: usiz
             let seq = pos as Seq + 1;
             match stream[pos] {
                 None => {
-                    assert_eq!(engine.submit_external(common::external_payload(seq)), seq);
+                    assert_eq!(engine.submit_external(common::external_payload(seq)).expect("submit_external"), seq);
                     pos += 1;
                 }
                 Some(action) if seq == ioc || seq == modify => {
-                    assert_eq!(engine.submit(action), seq);
-                    best.push(engine.query(Query::Best(sym("B"))));
+                    assert_eq!(engine.submit(action).expect("submit"), seq);
+                    best.push(engine.query(Query::Best(sym("B"))).expect("query"));
                     pos += 1;
                 }
                 Some(_) => {
@@ -92,7 +92,7 @@ fn sweep(shards: usize, wait: WaitStrategy, output_ring: usize, input_ring: usiz
                         .find(|&i| stream[i].is_none() || i as Seq + 1 == ioc || i as Seq + 1 == modify)
                         .unwrap_or(stream.len());
                     let actions: Vec<Action> = stream[pos..end].iter().flatten().copied().collect();
-                    assert_eq!(engine.submit_batch(&actions), seq);
+                    assert_eq!(engine.submit_batch(&actions).expect("submit_batch"), seq);
                     pos = end;
                 }
             }

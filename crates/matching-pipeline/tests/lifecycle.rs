@@ -102,13 +102,13 @@ fn dropping_an_engine_joins_its_threads() {
         let (engine, mut reader) = Engine::<u32>::start(config).expect("start");
         common::submit_all(&engine, &stream[..1_000]);
         // A query answered by every shard: each shard thread is running (and named).
-        let _ = engine.state_hash();
+        let _ = engine.state_hash().expect("state_hash");
         assert_eq!(threads_named("shard-"), vec!["shard-0", "shard-1", "shard-2", "shard-3"]);
         // Submitted, and most not processed yet when the engine is dropped.
         for (i, action) in stream[1_000..].iter().enumerate() {
             match action {
-                Some(action) => engine.submit(*action),
-                None => engine.submit_external(common::external_payload(1_001 + i as Seq)),
+                Some(action) => engine.submit(*action).expect("submit"),
+                None => engine.submit_external(common::external_payload(1_001 + i as Seq)).expect("submit_external"),
             };
         }
         drop(engine);
@@ -155,7 +155,8 @@ fn reader_run_returns_after_shutdown() {
             loop {
                 let taken = match action {
                     Some(action) => {
-                        let (taken, first) = engine.try_submit_batch(std::slice::from_ref(action));
+                        let (taken, first) =
+                            engine.try_submit_batch(std::slice::from_ref(action)).expect("try_submit_batch");
                         assert_eq!(first, seq);
                         taken
                     }
@@ -166,7 +167,10 @@ fn reader_run_returns_after_shutdown() {
                         while reader.next_seq() < seq {
                             reader.poll(|output| got.push(to_item(output)));
                         }
-                        assert_eq!(engine.submit_external(common::external_payload(seq)), seq);
+                        assert_eq!(
+                            engine.submit_external(common::external_payload(seq)).expect("submit_external"),
+                            seq
+                        );
                         1
                     }
                 };
@@ -186,8 +190,10 @@ fn reader_run_returns_after_shutdown() {
         for (i, action) in stream[half..].iter().enumerate() {
             let seq = (half + i) as Seq + 1;
             match action {
-                Some(action) => assert_eq!(engine.submit(*action), seq),
-                None => assert_eq!(engine.submit_external(common::external_payload(seq)), seq),
+                Some(action) => assert_eq!(engine.submit(*action).expect("submit"), seq),
+                None => {
+                    assert_eq!(engine.submit_external(common::external_payload(seq)).expect("submit_external"), seq)
+                }
             }
         }
         let exchanges = engine.shutdown();
@@ -243,26 +249,26 @@ fn queries_on_an_unknown_symbol_answer_empty() {
         let empty_best = Answer::Best { bid: None, ask: None };
         let empty_depth = Answer::Depth { bids: Vec::new(), asks: Vec::new() };
         // A fresh engine: no books at all, the state of an empty exchange.
-        assert_eq!(engine.query(Query::State), Answer::State(Vec::new()));
+        assert_eq!(engine.query(Query::State).expect("query"), Answer::State(Vec::new()));
         let empty: Exchange = Exchange::new(small_exchange());
-        assert_eq!(engine.state_hash(), empty.state_hash());
+        assert_eq!(engine.state_hash().expect("state_hash"), empty.state_hash());
         let traded = sym("B");
-        engine.submit(limit(1, traded, Side::Buy, 100, 5));
+        engine.submit(limit(1, traded, Side::Buy, 100, 5)).expect("submit");
         let cancelled = sym("C");
-        let id = engine.submit(limit(1, cancelled, Side::Sell, 100, 5));
-        engine.submit(Action::Cancel { user: 1, order_id: id });
+        let id = engine.submit(limit(1, cancelled, Side::Sell, 100, 5)).expect("submit");
+        engine.submit(Action::Cancel { user: 1, order_id: id }).expect("submit");
         for name in ["NEVER", "X", "eth.usd", "a_b/9", "Z9", "SOL-USD"] {
             let unknown = sym(name);
-            assert_eq!(engine.query(Query::Book(unknown)), empty_book, "{name}");
-            assert_eq!(engine.query(Query::Best(unknown)), empty_best, "{name}");
-            assert_eq!(engine.query(Query::Depth(unknown, 10)), empty_depth, "{name}");
+            assert_eq!(engine.query(Query::Book(unknown)).expect("query"), empty_book, "{name}");
+            assert_eq!(engine.query(Query::Best(unknown)).expect("query"), empty_best, "{name}");
+            assert_eq!(engine.query(Query::Depth(unknown, 10)).expect("query"), empty_depth, "{name}");
         }
         // A book that exists but is empty answers the same.
-        assert_eq!(engine.query(Query::Book(cancelled)), empty_book);
-        assert_eq!(engine.query(Query::Best(cancelled)), empty_best);
-        assert_eq!(engine.query(Query::Depth(cancelled, 10)), empty_depth);
-        assert_eq!(engine.query(Query::Best(traded)), Answer::Best { bid: Some((100, 5)), ask: None });
-        assert_eq!(engine.query(Query::Depth(traded, 0)), empty_depth);
+        assert_eq!(engine.query(Query::Book(cancelled)).expect("query"), empty_book);
+        assert_eq!(engine.query(Query::Best(cancelled)).expect("query"), empty_best);
+        assert_eq!(engine.query(Query::Depth(cancelled, 10)).expect("query"), empty_depth);
+        assert_eq!(engine.query(Query::Best(traded)).expect("query"), Answer::Best { bid: Some((100, 5)), ask: None });
+        assert_eq!(engine.query(Query::Depth(traded, 0)).expect("query"), empty_depth);
         engine.shutdown();
         reader.join().expect("reader");
     })
@@ -291,7 +297,7 @@ fn shard_of_is_stable_and_is_where_books_live() {
             let used: std::collections::BTreeSet<usize> = placed.iter().copied().collect();
             assert_eq!(used.len(), shards, "{shards} shards: 60 symbols use every shard");
             for &symbol in &symbols {
-                first.submit(limit(0, symbol, Side::Buy, 10, 1));
+                first.submit(limit(0, symbol, Side::Buy, 10, 1)).expect("submit");
             }
             second.shutdown();
             let exchanges = first.shutdown();
@@ -416,11 +422,11 @@ fn empty_batches_take_no_seq() {
         let (engine, reader) = Engine::<u32>::start(config(2)).expect("start");
         let reader = common::drain(reader);
         assert_eq!(engine.next_seq(), 1);
-        assert_eq!(engine.submit_batch(&[]), 1);
-        assert_eq!(engine.try_submit_batch(&[]), (0, 1));
-        assert_eq!(engine.submit(limit(1, sym("B"), Side::Buy, 10, 1)), 1);
-        assert_eq!(engine.submit_external(common::external_payload(2)), 2);
-        assert_eq!(engine.submit_batch(&[]), 3);
+        assert_eq!(engine.submit_batch(&[]).expect("submit_batch"), 1);
+        assert_eq!(engine.try_submit_batch(&[]).expect("try_submit_batch"), (0, 1));
+        assert_eq!(engine.submit(limit(1, sym("B"), Side::Buy, 10, 1)).expect("submit"), 1);
+        assert_eq!(engine.submit_external(common::external_payload(2)).expect("submit_external"), 2);
+        assert_eq!(engine.submit_batch(&[]).expect("submit_batch"), 3);
         assert_eq!(engine.next_seq(), 3);
         engine.shutdown();
         let got = reader.join().expect("reader");

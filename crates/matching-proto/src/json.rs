@@ -268,8 +268,34 @@ pub fn parse_command(line: &[u8], new_order_id: OrderId) -> Result<Action, Parse
             }
             Ok(Action::Modify { user, order_id, price: raw.price.amount(), qty: raw.qty.amount() })
         }
+        Some(b"mass_cancel") => {
+            let user = user(&raw).ok_or(malformed)?;
+            let side = match (&raw.side, raw.side.str()) {
+                (Field::Absent, _) => None,
+                (_, Some(b"buy")) => Some(Side::Buy),
+                (_, Some(b"sell")) => Some(Side::Sell),
+                _ => return Err(malformed),
+            };
+            let symbol = match raw.symbol {
+                Field::Absent => None,
+                _ => Some(symbol(&raw)?),
+            };
+            Ok(Action::MassCancel { user, symbol, side })
+        }
+        // `user` is not read: over the network only an operator may send these.
+        Some(b"halt") => Ok(Action::Halt { symbol: symbol(&raw)? }),
+        Some(b"resume") => Ok(Action::Resume { symbol: symbol(&raw)? }),
         _ => Err(malformed),
     }
+}
+
+/// The `symbol` field, or `invalid_symbol` when it is missing or does not
+/// match SPEC's pattern.
+fn symbol(raw: &RawCommand) -> Result<Symbol, ParseReject> {
+    raw.symbol
+        .str()
+        .and_then(Symbol::from_bytes)
+        .ok_or(ParseReject { reason: RejectReason::InvalidSymbol, order_id: None })
 }
 
 fn user(raw: &RawCommand) -> Option<UserId> {
@@ -314,7 +340,7 @@ fn parse_new(raw: &RawCommand, order_id: OrderId) -> Result<Action, ParseReject>
         Field::Bool(b) => b,
         _ => return Err(malformed),
     };
-    let symbol = raw.symbol.str().and_then(Symbol::from_bytes).ok_or(reject(RejectReason::InvalidSymbol))?;
+    let symbol = symbol(raw)?;
     let tif = match (&raw.tif, raw.tif.str()) {
         (Field::Absent, _) if order_type == OrderType::Market => Tif::Ioc,
         (Field::Absent, _) => Tif::Gtc,
@@ -417,6 +443,16 @@ pub fn write_event(out: &mut Vec<u8>, event: &Event) {
             field_u64(out, "price", price);
             field_u64(out, "qty", qty);
         }
+        EventKind::MassCancelled { user, count } => {
+            head(out, event.seq, "mass_cancelled");
+            field_u64(out, "user", user);
+            field_u64(out, "count", count);
+        }
+        EventKind::Status { symbol, status } => {
+            head(out, event.seq, "status");
+            field_str(out, "symbol", symbol.as_str());
+            field_str(out, "status", status.as_str());
+        }
     }
     out.extend_from_slice(b"}\n");
 }
@@ -459,6 +495,24 @@ pub fn write_command(out: &mut Vec<u8>, action: &Action) {
             if let Some(qty) = qty {
                 field_u64(out, "qty", qty);
             }
+        }
+        Action::MassCancel { user, symbol, side } => {
+            out.extend_from_slice(b"{\"op\":\"mass_cancel\"");
+            field_u64(out, "user", user);
+            if let Some(symbol) = symbol {
+                field_str(out, "symbol", symbol.as_str());
+            }
+            if let Some(side) = side {
+                field_str(out, "side", side.as_str());
+            }
+        }
+        Action::Halt { symbol } => {
+            out.extend_from_slice(b"{\"op\":\"halt\"");
+            field_str(out, "symbol", symbol.as_str());
+        }
+        Action::Resume { symbol } => {
+            out.extend_from_slice(b"{\"op\":\"resume\"");
+            field_str(out, "symbol", symbol.as_str());
         }
     }
     out.extend_from_slice(b"}\n");
@@ -576,6 +630,27 @@ mod tests {
     }
 
     #[test]
+    fn mass_cancel_halt_and_resume_follow_spec_validation() {
+        let x = Symbol::new("X").unwrap();
+        assert_eq!(reason(r#"{"op":"mass_cancel"}"#), RejectReason::Malformed);
+        assert_eq!(reason(r#"{"op":"mass_cancel","user":1,"side":"both"}"#), RejectReason::Malformed);
+        assert_eq!(reason(r#"{"op":"mass_cancel","user":1,"side":null}"#), RejectReason::Malformed);
+        // malformed comes before invalid_symbol
+        assert_eq!(reason(r#"{"op":"mass_cancel","user":-1,"symbol":"bad symbol"}"#), RejectReason::Malformed);
+        assert_eq!(reason(r#"{"op":"mass_cancel","user":1,"symbol":"bad symbol"}"#), RejectReason::InvalidSymbol);
+        assert_eq!(reason(r#"{"op":"mass_cancel","user":1,"symbol":null}"#), RejectReason::InvalidSymbol);
+        assert_eq!(
+            parse(r#"{"op":"mass_cancel","user":1,"side":"sell","symbol":"X"}"#),
+            Ok(Action::MassCancel { user: 1, symbol: Some(x), side: Some(Side::Sell) })
+        );
+        assert_eq!(reason(r#"{"op":"halt"}"#), RejectReason::InvalidSymbol);
+        assert_eq!(reason(r#"{"op":"resume","symbol":"bad!"}"#), RejectReason::InvalidSymbol);
+        // user is not read: any value, or none, is fine
+        assert_eq!(parse(r#"{"op":"halt","symbol":"X","user":"who"}"#), Ok(Action::Halt { symbol: x }));
+        assert_eq!(parse(r#"{"op":"resume","symbol":"X"}"#), Ok(Action::Resume { symbol: x }));
+    }
+
+    #[test]
     fn bad_amounts_reach_the_core_as_zero() {
         let Ok(Action::New(order)) = parse(r#"{"op":"new","user":1,"symbol":"X","side":"buy","price":2.5,"qty":"3"}"#)
         else {
@@ -608,6 +683,11 @@ mod tests {
             Action::Cancel { user: 4, order_id: 99 },
             Action::Modify { user: 4, order_id: 99, price: None, qty: Some(3) },
             Action::Modify { user: 4, order_id: 99, price: Some(11), qty: Some(VALUE_MAX) },
+            Action::MassCancel { user: 4, symbol: None, side: None },
+            Action::MassCancel { user: 0, symbol: Some(x), side: Some(Side::Sell) },
+            Action::MassCancel { user: VALUE_MAX, symbol: None, side: Some(Side::Buy) },
+            Action::Halt { symbol: x },
+            Action::Resume { symbol: x },
         ];
         for action in actions {
             let mut line = Vec::new();

@@ -21,7 +21,12 @@
 //! - `normal_flow_10k`: 10,000 commands of the `normal` flow on a clone of
 //!   the warmed-up exchange (reported per command).
 //!
-//! Each runs on both level structures.
+//! Each runs on every level structure. Then, on the default one:
+//!
+//! - `mass_cancel_among_1m`: a mass cancel of a user with 100 or 100,000
+//!   resting orders among 1,000,000 orders of 5,000 other users over four
+//!   symbols (reported per order cancelled); the user's orders are laid
+//!   again, untimed, after each.
 
 use std::hint::black_box;
 use std::time::{Duration, Instant};
@@ -268,5 +273,49 @@ fn benches(c: &mut Criterion) {
     });
 }
 
-criterion_group!(core, benches);
+/// A mass cancel of a user with `mine` resting orders among `OTHERS` others.
+fn mass_cancel(c: &mut Criterion) {
+    const OTHERS: u64 = 1_000_000;
+    const USER: u64 = 7;
+    let symbols = ["AAA", "BBB", "CCC", "DDD"].map(|name| matching_core::Symbol::new(name).unwrap());
+    let order = |id: u64, user: u64, i: u64| {
+        let side = if i.is_multiple_of(2) { Side::Buy } else { Side::Sell };
+        let price = if side == Side::Buy { 1_000 - i % 500 } else { 1_001 + i % 500 };
+        Command::new(id, Action::New(NewOrder::limit(id, user, symbols[(i / 2 % 4) as usize], side, price, 1 + i % 9)))
+    };
+    let config = Config { orders_preallocated: 1 << 21, ..Config::default() };
+    let mut others: Exchange = Exchange::new(config);
+    for i in 0..OTHERS {
+        others.process(&order(i + 1, 100 + i % 5_000, i), &mut Fold::default());
+    }
+    let mut group = c.benchmark_group("mass_cancel_among_1m");
+    group.sample_size(10);
+    for mine in [100u64, 100_000] {
+        group.throughput(Throughput::Elements(mine));
+        group.bench_function(format!("user_with_{mine}"), |b| {
+            b.iter_custom(|iters| {
+                let mut exchange = others.clone();
+                let mut next_id = FRESH_ID;
+                let mut sink = Fold::default();
+                let mut total = Duration::ZERO;
+                for _ in 0..iters {
+                    for i in 0..mine {
+                        next_id += 1;
+                        exchange.process(&order(next_id, USER, i * 7), &mut sink);
+                    }
+                    next_id += 1;
+                    let command = Command::new(next_id, Action::MassCancel { user: USER, symbol: None, side: None });
+                    let started = Instant::now();
+                    exchange.process(&command, &mut sink);
+                    total += started.elapsed();
+                }
+                black_box(sink.0);
+                total
+            })
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(core, benches, mass_cancel);
 criterion_main!(core);

@@ -310,6 +310,7 @@ impl Renumber {
             Action::Modify { user, order_id, price, qty } => {
                 Action::Modify { user, order_id: global(order_id), price, qty }
             }
+            other @ (Action::MassCancel { .. } | Action::Halt { .. } | Action::Resume { .. }) => other,
         };
         Command { seq, timestamp_ns: command.timestamp_ns, action }
     }

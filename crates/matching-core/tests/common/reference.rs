@@ -25,7 +25,7 @@ use std::collections::{BTreeMap, HashMap, VecDeque};
 
 use matching_core::{
     Action, CancelReason, Command, Config, Event, EventKind, NewOrder, OrderId, OrderType, Price, Qty, RejectReason,
-    RestingOrder, Seq, Side, Stp, Symbol, Tif, Trade, UserId, VALUE_MAX,
+    RestingOrder, Seq, Side, Stp, Symbol, Tif, Trade, TradingStatus, UserId, VALUE_MAX,
 };
 
 /// A book's key: the symbol's name.
@@ -61,6 +61,8 @@ struct Book {
     asks: Levels,
     /// The last trade id given out in this symbol (0 before the first trade).
     last_trade_id: u64,
+    /// `halt` sets it, `resume` clears it.
+    halted: bool,
 }
 
 impl Book {
@@ -265,8 +267,74 @@ impl Reference {
             Action::New(order) => self.new_order(seq, &order, &mut events),
             Action::Cancel { user, order_id } => self.cancel(seq, user, order_id, &mut events),
             Action::Modify { user, order_id, price, qty } => self.modify(seq, user, order_id, price, qty, &mut events),
+            Action::MassCancel { user, symbol, side } => self.mass_cancel(seq, user, symbol, side, &mut events),
+            Action::Halt { symbol } => self.set_halted(seq, symbol, true, &mut events),
+            Action::Resume { symbol } => self.set_halted(seq, symbol, false, &mut events),
         }
         events
+    }
+
+    /// SPEC "Mass cancel": every resting order of `user` (in `symbol`, on
+    /// `side`, when given), lowest id first, then the count.
+    fn mass_cancel(
+        &mut self,
+        seq: Seq,
+        user: UserId,
+        symbol: Option<Symbol>,
+        side: Option<Side>,
+        events: &mut Vec<Event>,
+    ) {
+        if user > VALUE_MAX {
+            return events
+                .push(Event { seq, kind: EventKind::Rejected { reason: RejectReason::Malformed, order_id: None } });
+        }
+        if let Some(symbol) = symbol
+            && self.instruments.as_ref().is_some_and(|listed| !listed.contains(&symbol))
+        {
+            let reason = RejectReason::InvalidSymbol;
+            return events.push(Event { seq, kind: EventKind::Rejected { reason, order_id: None } });
+        }
+        let mut doomed: Vec<(OrderId, String, Side, Price)> = Vec::new();
+        for (book_name, book) in &self.books {
+            if symbol.is_some_and(|s| name(&s) != *book_name) {
+                continue;
+            }
+            for s in [Side::Buy, Side::Sell] {
+                if side.is_some_and(|wanted| wanted != s) {
+                    continue;
+                }
+                for order in book.orders(s) {
+                    if order.user == user {
+                        doomed.push((order.order_id, book_name.clone(), s, order.price));
+                    }
+                }
+            }
+        }
+        doomed.sort_unstable_by_key(|&(id, ..)| id);
+        for (order_id, book_name, s, price) in &doomed {
+            let order = self.books.get_mut(book_name).expect("reference: found book").take_out(*s, *price, *order_id);
+            self.live.remove(order_id);
+            events.push(Event {
+                seq,
+                kind: EventKind::Cancelled { order_id: *order_id, reason: CancelReason::Mass, remaining: order.qty },
+            });
+        }
+        events.push(Event { seq, kind: EventKind::MassCancelled { user, count: doomed.len() as u64 } });
+    }
+
+    /// SPEC "trading status": `halt`/`resume`, answered with the status even
+    /// when it does not change; a symbol with no book gets one.
+    fn set_halted(&mut self, seq: Seq, symbol: Symbol, halted: bool, events: &mut Vec<Event>) {
+        let reject = |reason| Event { seq, kind: EventKind::Rejected { reason, order_id: None } };
+        if self.instruments.as_ref().is_some_and(|listed| !listed.contains(&symbol)) {
+            return events.push(reject(RejectReason::InvalidSymbol));
+        }
+        if !self.books.contains_key(&name(&symbol)) && self.books.len() >= self.symbols_max {
+            return events.push(reject(RejectReason::TooManySymbols));
+        }
+        self.books.entry(name(&symbol)).or_default().halted = halted;
+        let status = if halted { TradingStatus::Halted } else { TradingStatus::Open };
+        events.push(Event { seq, kind: EventKind::Status { symbol, status } });
     }
 
     /// SPEC "Validation" for a new order, then the engine's limits.
@@ -300,7 +368,11 @@ impl Reference {
         if !in_range(o.qty) {
             return Err(RejectReason::InvalidQty);
         }
-        // 7. would_take (6 is for cancel/modify only)
+        // 7. halted (6 is for cancel/modify only)
+        if self.books.get(&name(&o.symbol)).is_some_and(|book| book.halted) {
+            return Err(RejectReason::Halted);
+        }
+        // 8. would_take
         if o.post_only
             && let (Some(book), Some(price)) = (self.books.get(&name(&o.symbol)), o.price)
             && book.best_price(o.side.opposite()).is_some_and(|best| crosses(o.side, Some(price), best))
@@ -440,6 +512,9 @@ impl Reference {
         let order = *book.find(at.side, at.price, order_id);
         let new_price = price.unwrap_or(order.price);
         let new_qty = qty.unwrap_or(order.qty);
+        if book.halted {
+            return events.push(reject(RejectReason::Halted));
+        }
         if order.post_only
             && book.best_price(order.side.opposite()).is_some_and(|best| crosses(order.side, Some(new_price), best))
         {
@@ -497,6 +572,11 @@ impl Reference {
         self.books.get(&name(symbol)).map(|b| b.last_trade_id)
     }
 
+    /// Whether a symbol is halted (`None`: it has no book).
+    pub fn halted(&self, symbol: &Symbol) -> Option<bool> {
+        self.books.get(&name(symbol)).map(|b| b.halted)
+    }
+
     /// Number of resting orders over all books.
     pub fn order_count(&self) -> usize {
         self.live.len()
@@ -551,19 +631,20 @@ impl Reference {
     }
 
     /// The state in the layout `matching_core`'s snapshot module documents
-    /// ("MXST", version 1, books in symbol byte order, each with its last
-    /// trade id and its bids then asks in priority order), written here
-    /// from that description so the core's encoding can be checked byte
-    /// for byte.
+    /// ("MXST", version 2, books in symbol byte order, each with its last
+    /// trade id, its trading status and its bids then asks in priority
+    /// order), written here from that description so the core's encoding
+    /// can be checked byte for byte.
     pub fn encode_state(&self) -> Vec<u8> {
         let mut out = Vec::new();
         out.extend_from_slice(b"MXST");
-        out.extend_from_slice(&1u32.to_le_bytes());
+        out.extend_from_slice(&2u32.to_le_bytes());
         out.extend_from_slice(&(self.books.len() as u64).to_le_bytes());
         for (symbol, book) in &self.books {
             out.push(symbol.len() as u8);
             out.extend_from_slice(symbol.as_bytes());
             out.extend_from_slice(&book.last_trade_id.to_le_bytes());
+            out.push(book.halted as u8);
             for side in [Side::Buy, Side::Sell] {
                 let orders = book.orders(side);
                 out.extend_from_slice(&(orders.len() as u64).to_le_bytes());

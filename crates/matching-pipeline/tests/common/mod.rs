@@ -150,8 +150,8 @@ pub fn submit_all(engine: &Engine<u32>, stream: &[Option<Action>]) {
     for (i, action) in stream.iter().enumerate() {
         let seq = i as Seq + 1;
         let got = match action {
-            Some(action) => engine.submit(*action),
-            None => engine.submit_external(external_payload(seq)),
+            Some(action) => engine.submit(*action).expect("submit"),
+            None => engine.submit_external(external_payload(seq)).expect("submit_external"),
         };
         assert_eq!(got, seq, "the sequencer gave a different seq");
     }
@@ -163,7 +163,7 @@ pub fn run_engine(config: EngineConfig, stream: &[Option<Action>]) -> (Vec<Item>
     let (engine, reader) = Engine::<u32>::start(config).expect("a valid engine configuration");
     let reader = drain(reader);
     submit_all(&engine, stream);
-    let hash = engine.state_hash();
+    let hash = engine.state_hash().expect("state_hash");
     let exchanges = engine.shutdown();
     let items = reader.join().expect("the reader thread");
     (items, exchanges, hash)
@@ -224,7 +224,8 @@ impl Mix {
 }
 
 /// A fixed multi-symbol stream of every command kind (about `len` commands,
-/// some external items), for the tests that compare configurations.
+/// some external items, a few mass cancels, halts and resumes), for the
+/// tests that compare configurations.
 pub fn mixed_stream(len: usize, symbols: &[Symbol], seed: u64) -> Vec<Option<Action>> {
     use matching_core::{Stp, Tif};
     let mut mix = Mix(seed);
@@ -258,12 +259,21 @@ pub fn mixed_stream(len: usize, symbols: &[Symbol], seed: u64) -> Vec<Option<Act
                 Tif::Ioc
             }))),
             58..=79 => Some(Action::Cancel { user, order_id: target }),
-            _ => Some(Action::Modify {
+            80..=94 => Some(Action::Modify {
                 user,
                 order_id: target,
                 price: (mix.below(2) == 0).then_some(price),
                 qty: (mix.below(3) != 0).then_some(qty),
             }),
+            // Of every symbol (spanning the shards) or of one, both sides or one.
+            95..=96 => Some(Action::MassCancel {
+                user,
+                symbol: (mix.below(2) == 0).then_some(symbol),
+                side: (mix.below(2) == 0).then_some(side),
+            }),
+            // Resumes twice as often as halts, so trading goes on.
+            97 => Some(Action::Halt { symbol }),
+            _ => Some(Action::Resume { symbol }),
         };
         stream.push(action);
     }

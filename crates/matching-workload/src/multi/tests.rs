@@ -96,6 +96,7 @@ fn renamed(event: &Event, global: impl Fn(u64) -> u64) -> Event {
             EventKind::Cancelled { order_id: global(order_id), reason, remaining }
         }
         EventKind::Modified { order_id, price, qty } => EventKind::Modified { order_id: global(order_id), price, qty },
+        other @ (EventKind::MassCancelled { .. } | EventKind::Status { .. }) => other,
     };
     Event { seq: global(event.seq), kind }
 }
@@ -111,6 +112,7 @@ fn renamed_command(command: &Command, global: impl Fn(u64) -> u64) -> Command {
         Action::Modify { user, order_id, price, qty } => {
             Action::Modify { user, order_id: global(order_id), price, qty }
         }
+        other @ (Action::MassCancel { .. } | Action::Halt { .. } | Action::Resume { .. }) => other,
     };
     Command { seq: global(command.seq), timestamp_ns: command.timestamp_ns, action }
 }
