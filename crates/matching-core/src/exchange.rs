@@ -130,7 +130,7 @@ impl<L: PriceLevels> Exchange<L> {
     }
 
     /// The index of a symbol's book, if it has one.
-    #[inline]
+    #[inline(always)]
     fn find_book(&mut self, symbol: &Symbol) -> Option<u32> {
         if let Some((recent, index)) = self.recent_book
             && recent == *symbol
@@ -326,6 +326,9 @@ impl<L: PriceLevels> Exchange<L> {
     /// Cancels `user`'s resting orders (in `symbol`, on `side`, when given),
     /// lowest order id first, then reports how many. Visits only the
     /// orders it cancels (the user's owner lists), then sorts them by id.
+    /// Kept out of line: rare, and inlined it would crowd the hot commands
+    /// out of `process`.
+    #[inline(never)]
     fn mass_cancel<S: EventSink + ?Sized>(
         &mut self,
         seq: Seq,
@@ -348,6 +351,7 @@ impl<L: PriceLevels> Exchange<L> {
                 None => return sink.event(&Event { seq, kind: EventKind::MassCancelled { user, count: 0 } }),
             },
         };
+        self.orders.link_pending_owners();
         let mut victims = std::mem::take(&mut self.mass_scratch);
         victims.clear();
         self.mass_visited += self.orders.collect_owned(user, book, side, &mut victims);
@@ -366,6 +370,7 @@ impl<L: PriceLevels> Exchange<L> {
     /// `halt` / `resume`: sets the symbol's trading status (creating its
     /// book if it has none, so that its first orders meet the status) and
     /// answers with a `status` event, even when nothing changed.
+    #[inline(never)]
     fn set_status<S: EventSink + ?Sized>(&mut self, seq: Seq, symbol: Symbol, status: TradingStatus, sink: &mut S) {
         let book = match self.find_book(&symbol) {
             Some(book) => book,
@@ -387,11 +392,6 @@ impl<L: PriceLevels> Exchange<L> {
     /// compares it with what they cancelled.
     pub fn mass_cancel_visits(&self) -> u64 {
         self.mass_visited
-    }
-
-    /// Number of users with at least one resting order.
-    pub fn users_resting(&self) -> usize {
-        self.orders.owners.sizes().1
     }
 
     /// A read-only view of one symbol's book.

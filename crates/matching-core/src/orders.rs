@@ -4,18 +4,32 @@
 //! Slots are reused through an intrusive free list, so once the arena has
 //! reached its high-water mark, resting and removing orders allocates
 //! nothing. The arena never holds more than `orders_max` live orders.
-//! Every live slot is also on its owner's list ([`crate::owners`]).
+//! Every live slot is also on its owner's list ([`crate::owners`]), or on
+//! its way there.
 
 use crate::id_index::IdIndex;
 use crate::owners::{Owners, side_index};
+
+/// Orders that came to rest and are not on their owner's list yet, at most.
+/// Most orders are short-lived: cancelled or filled within a few hundred
+/// commands. One that goes while still waiting here never touches the owner
+/// lists at all; one still resting when about this many orders have come
+/// after it is put on its list then. A mass cancel first puts every waiting
+/// order on its list: a bounded cost on top of what it cancels. Debug
+/// builds (the tests) wait only 16 orders, so the short random streams of
+/// the differential tests take both paths, with `validate()` after each step.
+pub(crate) const OWNER_PENDING_MAX: usize = if cfg!(debug_assertions) { 16 } else { 1024 };
+const _: () = assert!(OWNER_PENDING_MAX.is_power_of_two());
 
 use crate::types::*;
 
 /// "No slot" in every `u32` link.
 pub(crate) const NIL: u32 = u32::MAX;
 
-/// One order in the arena.
+/// One order in the arena: one cache line, aligned to one, so touching an
+/// order never touches two lines.
 #[derive(Clone, Copy, Debug)]
+#[repr(align(64))]
 pub(crate) struct Slot {
     pub(crate) id: OrderId,
     pub(crate) user: UserId,
@@ -35,8 +49,9 @@ pub(crate) struct Slot {
     pub(crate) post_only: bool,
     /// False once the slot is on the free list.
     pub(crate) live: bool,
-    /// The owner list (user, book) the order is on, and its neighbours
-    /// there (`NIL` at the ends). Set by [`Orders::insert`].
+    /// The owner list (user, book) the order is on, and its neighbours there
+    /// (`NIL` at the ends); or, while the order waits to join its list,
+    /// `owner` is `NIL` and `owner_next` its cell in `Orders::owner_pending`.
     pub(crate) owner: u32,
     pub(crate) owner_next: u32,
     pub(crate) owner_prev: u32,
@@ -103,6 +118,16 @@ pub struct Orders {
     id_high_water: OrderId,
     /// Each user's resting orders, per book and side.
     pub(crate) owners: Owners,
+    /// A ring of the slots of the last orders that came to rest, not on
+    /// their owner list yet; `NIL` in an empty cell. The next order to rest
+    /// takes the cell of the oldest, which then joins its list; an order that
+    /// goes while it waits empties its cell (so nothing here is stale).
+    /// Invariant: a live slot is on its owner list, or `owner` is `NIL` and
+    /// cell `owner_next` holds it; every other cell is `NIL`.
+    owner_pending: Box<[u32]>,
+    /// Orders that came to rest so far: the next to rest takes cell
+    /// `owner_pending_next % OWNER_PENDING_MAX`.
+    owner_pending_next: usize,
 }
 
 impl Orders {
@@ -121,7 +146,9 @@ impl Orders {
             max,
             index,
             id_high_water: 0,
-            owners: Owners::new(),
+            owners: Owners::new(preallocated),
+            owner_pending: vec![NIL; OWNER_PENDING_MAX].into_boxed_slice(),
+            owner_pending_next: 0,
         }
     }
 
@@ -146,9 +173,9 @@ impl Orders {
         self.index.get(id)
     }
 
-    /// Stores `slot`, indexes it by id and puts it on its owner's list.
-    /// `None` when the arena is full.
-    #[inline]
+    /// Stores `slot` and indexes it by id; it joins its owner's list later
+    /// (see [`OWNER_PENDING_MAX`]). `None` when the arena is full.
+    #[inline(always)]
     pub(crate) fn insert(&mut self, slot: Slot) -> Option<u32> {
         if self.is_full() {
             return None;
@@ -165,14 +192,36 @@ impl Orders {
         self.live += 1;
         self.id_high_water = self.id_high_water.max(slot.id);
         self.index.insert(slot.id, oi);
-        self.link_owner(oi);
+        // One in, one out: the oldest waiting order, if it still rests (most
+        // have gone), joins its list now.
+        let cell = self.owner_pending_next & (OWNER_PENDING_MAX - 1);
+        self.owner_pending_next += 1;
+        let oldest = std::mem::replace(&mut self.owner_pending[cell], oi);
+        let slot = &mut self.slots[oi as usize];
+        slot.owner = NIL;
+        slot.owner_next = cell as u32;
+        if oldest != NIL {
+            self.link_owner(oldest);
+        }
         Some(oi)
     }
 
-    /// Puts slot `oi` at the head of its owner list (user, book, side).
-    #[inline]
+    /// Puts every waiting order on its owner list (before a mass cancel).
+    pub(crate) fn link_pending_owners(&mut self) {
+        for cell in 0..OWNER_PENDING_MAX {
+            let oi = std::mem::replace(&mut self.owner_pending[cell], NIL);
+            if oi != NIL {
+                self.link_owner(oi);
+            }
+        }
+    }
+
+    /// Puts slot `oi`, which waited in the pending ring, at the head of its
+    /// owner list (user, book, side).
+    #[inline(never)]
     fn link_owner(&mut self, oi: u32) {
-        let Slot { user, book, side, .. } = self.slots[oi as usize];
+        let Slot { user, book, side, live, owner, .. } = self.slots[oi as usize];
+        debug_assert!(live && owner == NIL, "Invariant: only a waiting live order joins its list");
         let li = self.owners.list_for(user, book);
         let list = &mut self.owners.lists[li as usize];
         let head = std::mem::replace(&mut list.heads[side_index(side)], oi);
@@ -186,9 +235,21 @@ impl Orders {
         slot.owner_prev = NIL;
     }
 
-    /// Takes slot `oi` off its owner list, releasing the list if it empties.
-    #[inline]
+    /// Takes slot `oi` off its owner list (a list that empties goes idle),
+    /// or out of the pending ring if it is still waiting there.
+    #[inline(always)]
     fn unlink_owner(&mut self, oi: u32) {
+        let Slot { owner: li, owner_next: cell, .. } = self.slots[oi as usize];
+        if li == NIL {
+            debug_assert_eq!(self.owner_pending[cell as usize], oi, "Invariant: a waiting slot knows its cell");
+            self.owner_pending[cell as usize] = NIL;
+        } else {
+            self.unlink_listed(oi);
+        }
+    }
+
+    #[inline(never)]
+    fn unlink_listed(&mut self, oi: u32) {
         let Slot { owner: li, owner_next: next, owner_prev: prev, side, .. } = self.slots[oi as usize];
         if prev == NIL {
             self.owners.lists[li as usize].heads[side_index(side)] = next;
@@ -201,7 +262,7 @@ impl Orders {
         let list = &mut self.owners.lists[li as usize];
         list.count -= 1;
         if list.count == 0 {
-            self.owners.release(li);
+            self.owners.emptied(li);
         }
     }
 
@@ -209,6 +270,7 @@ impl Orders {
     /// book `book` (any book when `None`) on `side` (both when `None`) to
     /// `out`, in no particular order. Returns how many slots it stepped
     /// through to find them (exactly those, by construction of the lists).
+    /// Every waiting order must be on its list first ([`Orders::link_pending_owners`]).
     pub(crate) fn collect_owned(
         &self,
         user: UserId,
@@ -216,6 +278,7 @@ impl Orders {
         side: Option<Side>,
         out: &mut Vec<(OrderId, u32)>,
     ) -> u64 {
+        debug_assert!(self.owner_pending.iter().all(|&oi| oi == NIL), "Invariant: no order waits to join its list");
         let mut visited = 0u64;
         let mut collect_list = |li: u32| {
             for s in [Side::Buy, Side::Sell] {
@@ -267,6 +330,7 @@ impl Orders {
         let slot = &mut self.slots[oi as usize];
         debug_assert!(slot.live, "Invariant: only a live slot is released");
         slot.live = false;
+        slot.owner = NIL;
         slot.next = self.free;
         self.free = oi;
         self.live -= 1;
@@ -311,7 +375,11 @@ impl Orders {
         let mut on_lists = 0usize;
         for (li, list) in self.owners.lists.iter().enumerate() {
             if self.owners.find(list.user, list.book) != Some(li as u32) {
-                continue; // a free entry
+                // A free entry: it holds nothing.
+                if !list.is_empty() {
+                    return Err(format!("owners: free list {li} holds orders"));
+                }
+                continue;
             }
             let mut count = 0u32;
             for side in [Side::Buy, Side::Sell] {
@@ -337,9 +405,21 @@ impl Orders {
             }
             on_lists += count as usize;
         }
-        if on_lists != self.live || (lists == 0) != (self.live == 0) {
-            return Err(format!("owners: {on_lists} orders on owner lists, {} live", self.live));
+        let mut waiting = 0;
+        for (cell, &oi) in self.owner_pending.iter().enumerate() {
+            if oi == NIL {
+                continue;
+            }
+            let slot = self.slots.get(oi as usize).ok_or_else(|| format!("owners: pending slot {oi} out of range"))?;
+            if !slot.live || slot.owner != NIL || slot.owner_next != cell as u32 {
+                return Err(format!("owners: pending cell {cell} holds slot {oi}, which does not wait there"));
+            }
+            waiting += 1;
         }
+        if on_lists + waiting != self.live {
+            return Err(format!("owners: {on_lists} orders on owner lists, {waiting} waiting, {} live", self.live));
+        }
+        let _ = lists;
         Ok(())
     }
 }

@@ -1,19 +1,29 @@
 //! Who owns which resting orders: what a mass cancel walks.
 //!
-//! Every resting order is on exactly one **owner list**: the orders of one
-//! user in one book on one side, doubly linked through the order slots
-//! (`Slot::owner_next` / `owner_prev`, `u32` arena indices like the level
-//! FIFOs). A user's lists (one per book it rests in) are chained together,
-//! so a mass cancel finds exactly the orders it cancels, whatever else rests:
-//! with a symbol and a side it walks one list; with neither, the user's
-//! chain. Linking an order costs one hash lookup of `(user, book)`;
-//! unlinking is O(1) array work, plus a hash removal when a list empties.
-//! The lists hold no order: a mass cancel sorts what it collected by id.
+//! Every resting order is on exactly one **owner list**, or on its way
+//! there (see `Orders::owner_pending`): the orders of one user in one book
+//! on one side, doubly linked through the order slots (`Slot::owner_next` /
+//! `owner_prev`, `u32` arena indices like the level FIFOs). A user's lists
+//! (one per book it rests in) are chained together, so a mass cancel finds
+//! exactly the orders it cancels, whatever else rests: with a symbol and a
+//! side it walks one list; with neither, the user's chain. Linking an order
+//! costs one hash lookup of `(user, book)`; unlinking is O(1). The lists
+//! hold no order: a mass cancel sorts by id. Nothing here allocates once
+//! the number of lists has reached its high-water mark.
+//!
+//! A list that empties is not forgotten at once: it waits, empty, on an idle
+//! queue, and a user who rests an order there again finds it without a hash
+//! insert or removal. Only once more than [`IDLE_MAX`] lists wait is the
+//! oldest forgotten, so memory stays bounded by the lists in use plus that.
 
 use rustc_hash::FxHashMap;
 
 use crate::orders::NIL;
 use crate::types::{Side, UserId};
+
+/// Empty lists kept for their users before the oldest is forgotten (4 in
+/// debug builds, so the tests forget lists often).
+pub(crate) const IDLE_MAX: usize = if cfg!(debug_assertions) { 4 } else { 1024 };
 
 /// The orders of one user in one book, per side.
 #[derive(Clone, Copy, Debug)]
@@ -22,12 +32,20 @@ pub(crate) struct OwnerList {
     pub(crate) book: u32,
     /// First slot of the buy list and of the sell list, or `NIL`.
     pub(crate) heads: [u32; 2],
-    /// Orders on both lists. Invariant: at least 1 while the list is in use.
+    /// Orders on both lists.
     pub(crate) count: u32,
     /// The user's next and previous list (another book), or `NIL`. In a
     /// free list entry, `next_of_user` links the free entries.
     pub(crate) next_of_user: u32,
     pub(crate) prev_of_user: u32,
+    /// On the idle queue (it emptied, and may still be empty).
+    pub(crate) queued: bool,
+}
+
+impl OwnerList {
+    pub(crate) fn is_empty(&self) -> bool {
+        self.count == 0
+    }
 }
 
 #[inline]
@@ -43,15 +61,26 @@ pub(crate) struct Owners {
     pub(crate) lists: Vec<OwnerList>,
     /// First free entry of `lists`, chained through `next_of_user`.
     free: u32,
-    /// `(user, book)` to its list, for every list in use.
+    /// `(user, book)` to its list, for every list in use (some of them
+    /// empty, waiting on `idle`).
     by_user_book: FxHashMap<(UserId, u32), u32>,
-    /// A user's first list, for every user with a resting order.
+    /// A user's first list, for every user with a list in use.
     first_of_user: FxHashMap<UserId, u32>,
+    /// Lists that emptied, oldest first (each once: see `OwnerList::queued`).
+    idle: std::collections::VecDeque<u32>,
 }
 
 impl Owners {
-    pub(crate) fn new() -> Owners {
-        Owners { free: NIL, ..Owners::default() }
+    /// Owner lists with room made up front for `lists` of them (there are
+    /// never more in use than resting orders, plus the idle ones).
+    pub(crate) fn new(lists: usize) -> Owners {
+        let lists = lists + IDLE_MAX;
+        let mut owners = Owners { free: NIL, ..Owners::default() };
+        owners.lists.reserve(lists);
+        owners.by_user_book.reserve(lists);
+        owners.first_of_user.reserve(lists);
+        owners.idle.reserve(IDLE_MAX + 1);
+        owners
     }
 
     /// The list of `(user, book)`, created (and chained to the user's
@@ -67,14 +96,15 @@ impl Owners {
     #[cold]
     fn create(&mut self, user: UserId, book: u32) -> u32 {
         let next_of_user = self.first_of_user.get(&user).copied().unwrap_or(NIL);
-        let list = OwnerList { user, book, heads: [NIL; 2], count: 0, next_of_user, prev_of_user: NIL };
         let li = if self.free != NIL {
             let li = self.free;
-            self.free = self.lists[li as usize].next_of_user;
-            self.lists[li as usize] = list;
+            let list = &mut self.lists[li as usize];
+            self.free = list.next_of_user;
+            (list.user, list.book, list.next_of_user, list.prev_of_user) = (user, book, next_of_user, NIL);
             li
         } else {
-            self.lists.push(list);
+            let heads = [NIL; 2];
+            self.lists.push(OwnerList { user, book, heads, count: 0, next_of_user, prev_of_user: NIL, queued: false });
             (self.lists.len() - 1) as u32
         };
         if next_of_user != NIL {
@@ -85,11 +115,30 @@ impl Owners {
         li
     }
 
-    /// Forgets list `li`, which has just lost its last order.
+    /// List `li` has just lost its last order: it waits on the idle queue,
+    /// and the oldest waiting list is forgotten if too many wait.
+    #[inline]
+    pub(crate) fn emptied(&mut self, li: u32) {
+        let list = &mut self.lists[li as usize];
+        debug_assert!(list.is_empty(), "Invariant: only an empty owner list is idle");
+        if !list.queued {
+            list.queued = true;
+            self.idle.push_back(li);
+            if self.idle.len() > IDLE_MAX {
+                self.forget_oldest_idle();
+            }
+        }
+    }
+
     #[cold]
-    pub(crate) fn release(&mut self, li: u32) {
-        let OwnerList { user, book, next_of_user, prev_of_user, count, .. } = self.lists[li as usize];
-        debug_assert_eq!(count, 0, "Invariant: only an empty owner list is released");
+    fn forget_oldest_idle(&mut self) {
+        let Some(li) = self.idle.pop_front() else { return };
+        let list = &mut self.lists[li as usize];
+        list.queued = false;
+        if !list.is_empty() {
+            return; // its user came back
+        }
+        let (user, book, next_of_user, prev_of_user) = (list.user, list.book, list.next_of_user, list.prev_of_user);
         self.by_user_book.remove(&(user, book));
         if prev_of_user == NIL {
             if next_of_user == NIL {
@@ -125,11 +174,6 @@ impl Owners {
         })
     }
 
-    /// Lists in use and users with a resting order (for invariant checks).
-    pub(crate) fn sizes(&self) -> (usize, usize) {
-        (self.by_user_book.len(), self.first_of_user.len())
-    }
-
     /// Checks the maps against the chains: every list in use is in its
     /// user's chain exactly once, with consistent back links.
     pub(crate) fn validate(&self) -> Result<usize, String> {
@@ -144,8 +188,8 @@ impl Owners {
                 if self.by_user_book.get(&(user, list.book)) != Some(&li) {
                     return Err(format!("owners: list {li} of user {user} is not in the map"));
                 }
-                if list.count == 0 {
-                    return Err(format!("owners: empty list {li} of user {user} is in use"));
+                if list.is_empty() && !list.queued {
+                    return Err(format!("owners: empty list {li} of user {user} is not on the idle queue"));
                 }
                 prev = li;
                 chained += 1;
@@ -156,6 +200,10 @@ impl Owners {
         }
         if chained != self.by_user_book.len() {
             return Err(format!("owners: {chained} lists chained, {} in the map", self.by_user_book.len()));
+        }
+        let queued = self.lists.iter().filter(|list| list.queued).count();
+        if queued != self.idle.len() || self.idle.len() > IDLE_MAX {
+            return Err(format!("owners: {queued} lists marked idle, {} queued", self.idle.len()));
         }
         Ok(chained)
     }
