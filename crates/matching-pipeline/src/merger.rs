@@ -275,25 +275,6 @@ impl<X> EventReader<X> {
             }
     }
 
-    /// Drops every item waiting in the rings, delivered or not, and returns
-    /// how many. For a consumer whose journal failed: it keeps the shards
-    /// from blocking on full rings while the engine shuts down.
-    pub fn discard(&mut self) -> usize {
-        let mut dropped = 0;
-        for stream in &mut self.shards {
-            let available = stream.slots();
-            if let Ok(chunk) = stream.read_chunk(available) {
-                dropped += chunk.len();
-                chunk.commit_all();
-            }
-        }
-        while self.external.pop().is_ok() {
-            dropped += 1;
-        }
-        self.streaming = None;
-        dropped
-    }
-
     /// Whether the engine has shut down and everything it sent is delivered.
     pub fn is_finished(&self) -> bool {
         self.shards.iter().all(|s| s.is_abandoned() && s.is_empty())
