@@ -47,6 +47,10 @@ impl LevelArena {
             self.levels[li as usize] = level;
             li
         } else {
+            if self.levels.is_empty() {
+                // Most books are thin: room for two levels first, not Vec's four.
+                self.levels.reserve_exact(2);
+            }
             self.levels.push(level);
             (self.levels.len() - 1) as u32
         }
@@ -330,16 +334,25 @@ impl<L: PriceLevels> Book<L> {
                 let next = maker.next;
                 if maker.user == taker.user && taker.stp != Stp::None {
                     if taker.stp == Stp::CancelTaker {
-                        sink.event(&Event::cancelled(seq, taker.order_id, CancelReason::Stp, *remaining));
+                        sink.event(&self.taker_cancelled(seq, taker, CancelReason::Stp, *remaining));
                         return TakeOutcome::TakerCancelled;
                     }
                     // cancel_maker and cancel_both: the maker goes first.
-                    sink.event(&Event::cancelled(seq, maker.id, CancelReason::Stp, maker.remaining));
+                    sink.event(&Event::cancelled(
+                        seq,
+                        maker.id,
+                        maker.user,
+                        self.symbol,
+                        maker.side,
+                        Some(maker.price),
+                        CancelReason::Stp,
+                        maker.remaining,
+                    ));
                     self.unlink(orders, oi);
                     orders.release(oi);
                     if taker.stp == Stp::CancelBoth {
                         self.drop_best_if_empty(maker_side, li);
-                        sink.event(&Event::cancelled(seq, taker.order_id, CancelReason::Stp, *remaining));
+                        sink.event(&self.taker_cancelled(seq, taker, CancelReason::Stp, *remaining));
                         return TakeOutcome::TakerCancelled;
                     }
                     oi = next;
@@ -377,6 +390,18 @@ impl<L: PriceLevels> Book<L> {
             self.drop_best_if_empty(maker_side, li);
         }
         TakeOutcome::Done
+    }
+
+    /// The `cancelled` event of a taker's remainder.
+    #[inline]
+    pub(crate) fn taker_cancelled(&self, seq: Seq, taker: &Taker, reason: CancelReason, remaining: Qty) -> Event {
+        Event::cancelled(seq, taker.order_id, taker.user, self.symbol, taker.side, taker.limit, reason, remaining)
+    }
+
+    /// The `cancelled` event of resting order `slot`.
+    #[inline]
+    pub(crate) fn resting_cancelled(&self, seq: Seq, slot: &Slot, reason: CancelReason) -> Event {
+        Event::cancelled(seq, slot.id, slot.user, self.symbol, slot.side, Some(slot.price), reason, slot.remaining)
     }
 
     /// Drops the best level of `side`, `li`, if it has no orders left.

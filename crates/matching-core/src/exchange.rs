@@ -5,8 +5,9 @@
 use rustc_hash::FxHashMap;
 
 use crate::book::{Book, TakeOutcome, Taker};
-use crate::levels::{LadderLevels, PriceLevels};
+use crate::levels::PriceLevels;
 use crate::orders::{Orders, Slot};
+use crate::radix::RadixLevels;
 use crate::types::*;
 
 /// Limits and preallocation. Every limit is enforced with a rejection, never
@@ -36,7 +37,7 @@ impl Default for Config {
             orders_max: 10_000_000,
             orders_preallocated: 1 << 16,
             symbols_max: 100_000,
-            levels_preallocated: 256,
+            levels_preallocated: 0,
             instruments: None,
         }
     }
@@ -45,7 +46,7 @@ impl Default for Config {
 /// The order books of many symbols. Generic over the level structure
 /// (see [`crate::levels`]); the default is the measured winner.
 #[derive(Clone)]
-pub struct Exchange<L: PriceLevels = LadderLevels> {
+pub struct Exchange<L: PriceLevels = RadixLevels> {
     pub(crate) config: Config,
     pub(crate) orders: Orders,
     pub(crate) books: Vec<Book<L>>,
@@ -68,12 +69,22 @@ fn in_range(value: u64) -> bool {
 
 impl<L: PriceLevels> Default for Exchange<L> {
     fn default() -> Self {
-        Exchange::new(Config::default())
+        Exchange::with_levels(Config::default())
+    }
+}
+
+impl Exchange {
+    /// An exchange with the default level structure ([`RadixLevels`]): the
+    /// type needs no annotation. [`Exchange::with_levels`] picks another.
+    pub fn new(config: Config) -> Exchange {
+        Exchange::with_levels(config)
     }
 }
 
 impl<L: PriceLevels> Exchange<L> {
-    pub fn new(config: Config) -> Self {
+    /// An exchange whose books keep their price levels in `L`
+    /// (`Exchange::<BTreeLevels>::with_levels(config)`).
+    pub fn with_levels(config: Config) -> Self {
         let mut exchange = Exchange {
             orders: Orders::new(config.orders_max, config.orders_preallocated),
             books: Vec::new(),
@@ -217,7 +228,7 @@ impl<L: PriceLevels> Exchange<L> {
             Taker { order_id: order.order_id, user: order.user, side: order.side, limit: order.price, stp: order.stp };
         let mut remaining = order.qty;
         if order.tif == Tif::Fok && !book.can_fill(&self.orders, &taker, remaining) {
-            sink.event(&Event::cancelled(seq, order.order_id, CancelReason::Fok, remaining));
+            sink.event(&book.taker_cancelled(seq, &taker, CancelReason::Fok, remaining));
             return;
         }
         if book.take(&mut self.orders, seq, &taker, &mut remaining, sink) == TakeOutcome::TakerCancelled
@@ -245,7 +256,7 @@ impl<L: PriceLevels> Exchange<L> {
             }
             (tif, _) => {
                 debug_assert!(tif != Tif::Fok, "Invariant: a feasible fok order fills completely");
-                sink.event(&Event::cancelled(seq, order.order_id, CancelReason::Ioc, remaining));
+                sink.event(&book.taker_cancelled(seq, &taker, CancelReason::Ioc, remaining));
             }
         }
     }
@@ -267,7 +278,7 @@ impl<L: PriceLevels> Exchange<L> {
         let slot = self.orders.slots[oi as usize];
         self.books[slot.book as usize].remove(&mut self.orders, oi);
         self.orders.free_slot(oi);
-        sink.event(&Event::cancelled(seq, order_id, CancelReason::User, slot.remaining));
+        sink.event(&self.books[slot.book as usize].resting_cancelled(seq, &slot, CancelReason::User));
     }
 
     fn modify<S: EventSink + ?Sized>(
@@ -302,7 +313,11 @@ impl<L: PriceLevels> Exchange<L> {
         if slot.post_only && book.would_take(slot.side, new_price) {
             return sink.event(&reject(RejectReason::WouldTake));
         }
-        sink.event(&Event { seq, kind: EventKind::Modified { order_id, price: new_price, qty: new_qty } });
+        let (symbol, side) = (book.symbol, slot.side);
+        sink.event(&Event {
+            seq,
+            kind: EventKind::Modified { order_id, user, symbol, side, price: new_price, qty: new_qty },
+        });
         if new_price == slot.price && new_qty <= slot.remaining {
             book.reduce(&mut self.orders, oi, new_qty);
             return;
@@ -356,11 +371,11 @@ impl<L: PriceLevels> Exchange<L> {
         victims.clear();
         self.mass_visited += self.orders.collect_owned(user, book, side, &mut victims);
         victims.sort_unstable_by_key(|&(order_id, _)| order_id);
-        for &(order_id, oi) in &victims {
+        for &(_, oi) in &victims {
             let slot = self.orders.slots[oi as usize];
             self.books[slot.book as usize].remove(&mut self.orders, oi);
             self.orders.release(oi);
-            sink.event(&Event::cancelled(seq, order_id, CancelReason::Mass, slot.remaining));
+            sink.event(&self.books[slot.book as usize].resting_cancelled(seq, &slot, CancelReason::Mass));
         }
         let count = victims.len() as u64;
         self.mass_scratch = victims;

@@ -1,73 +1,95 @@
-//! Order id → arena slot, built for the ids a sequencer gives (each a little
-//! above the last) and correct for any ids.
+//! Order id → arena slot, fast for ids in any order.
 //!
-//! A hash map would do, but it scatters consecutive ids over the table, so
-//! the index of the few thousand orders that churn near the touch spans a
-//! table's worth of cache lines. Here ids live in a **sliding window**: an
-//! array of `window` cells covering ids `[lo, lo + window)`, cell
-//! `id % window` holding the slot (4 bytes, 16 ids to a cache line, no key
-//! compare: within the window each id has its own cell). When a new id lands
-//! past the window's end, the window slides forward and the live ids it
-//! leaves behind move to an **overflow** hash map, where long-lived orders
-//! and ids far from the window's stream (old, or arbitrary) are kept. Each
-//! cell is passed once per slide, so sliding costs O(1) per id on average.
+//! A **set-associative table**: a set is one 64-byte cache line holding
+//! [`WAYS`] `(id, slot)` pairs; an id may sit in any way of its set. The set
+//! of an id is `(id / 4) ^ scramble(high bits)` modulo the number of sets:
 //!
-//! Any id pattern is correct; only increasing-ish ids are fast. An id far
-//! ahead of the window (more than a window beyond its end) goes to the
-//! overflow map rather than forcing a long slide, unless the window is
-//! empty, when the window simply restarts at that id. So the overflow map
-//! may hold ids that the window later covers: a lookup that finds an empty
-//! cell asks the overflow map too (an id is never in both).
+//! - ids that come in increasing runs (a sequencer's, or a client's counter)
+//!   fill a set four at a time, so the ids of the orders that churn near the
+//!   touch share a few cache lines, as the sliding window of the earlier
+//!   design did;
+//! - random ids (a permutation, client-chosen 64-bit ids) land in random sets:
+//!   one line per lookup, no slide, no scan;
+//! - ids with a stride that is a multiple of the table size (timestamps,
+//!   say) differ in their high bits, which the scramble spreads over the
+//!   sets instead of piling them into one.
+//!
+//! A set whose ways are all taken sends the id to an **overflow** hash map
+//! (SipHash with a random key, so ids a client chooses cannot be crafted to
+//! collide there). The table has room for twice the orders the arena
+//! preallocates, so overflow is rare; it only grows if more orders rest
+//! than that. Every operation costs one cache line, plus a hash operation
+//! only for an id that overflowed; nothing depends on the distance between
+//! ids.
 
-use rustc_hash::FxHashMap;
+use std::collections::HashMap;
 
 use crate::orders::NIL;
 use crate::types::OrderId;
 
+/// Ways per set: five `(u64, u32)` pairs and a spare word make a 64-byte line.
+const WAYS: usize = 5;
+/// An empty way's id (no order id is this large).
+const EMPTY: OrderId = u64::MAX;
+
+#[derive(Clone, Copy, Debug)]
+#[repr(C, align(64))]
+struct Set {
+    ids: [OrderId; WAYS],
+    slots: [u32; WAYS],
+}
+
+const _: () = assert!(std::mem::size_of::<Set>() == 64);
+
+const EMPTY_SET: Set = Set { ids: [EMPTY; WAYS], slots: [NIL; WAYS] };
+
 #[derive(Clone)]
 pub(crate) struct IdIndex {
-    /// `cells[id & mask]` is the slot of `id`, or `NIL`, for ids in
-    /// `[lo, lo + cells.len())`. A live id is in a cell or in `overflow`, never both.
-    cells: Box<[u32]>,
-    mask: u64,
-    lo: OrderId,
-    /// Live ids held in `cells`.
-    in_window: usize,
-    /// Every live id not in a cell.
-    overflow: FxHashMap<OrderId, u32>,
+    sets: Box<[Set]>,
+    /// `log2` of the number of sets.
+    set_bits: u32,
+    /// Ids held in `sets`.
+    in_table: usize,
+    /// Every live id not in a set (its set was full).
+    overflow: HashMap<OrderId, u32>,
 }
 
 impl IdIndex {
-    /// An index whose window holds `window` ids (rounded up to a power of
-    /// two) and whose overflow map has room for `overflow_reserved` ids.
-    pub(crate) fn new(window: usize, overflow_reserved: usize) -> IdIndex {
-        let window = window.max(64).next_power_of_two();
-        let mut overflow = FxHashMap::default();
-        overflow.reserve(overflow_reserved);
-        IdIndex { cells: vec![NIL; window].into_boxed_slice(), mask: window as u64 - 1, lo: 0, in_window: 0, overflow }
+    /// An index whose table has `WAYS` ways for every 4 of `capacity` ids
+    /// (a power of two of sets, at least 256), and an overflow map with room
+    /// for `overflow_reserved`.
+    pub(crate) fn new(capacity: usize, overflow_reserved: usize) -> IdIndex {
+        let sets = (capacity / 4).max(256).next_power_of_two();
+        IdIndex {
+            sets: vec![EMPTY_SET; sets].into_boxed_slice(),
+            set_bits: sets.trailing_zeros(),
+            in_table: 0,
+            overflow: HashMap::with_capacity(overflow_reserved),
+        }
     }
 
+    /// The set of `id`: consecutive ids share a set four at a time; the bits
+    /// above the set number are scrambled into it.
     #[inline]
-    fn window(&self) -> u64 {
-        self.mask + 1
-    }
-
-    #[inline]
-    fn in_window(&self, id: OrderId) -> bool {
-        id.wrapping_sub(self.lo) <= self.mask
+    fn set_of(&self, id: OrderId) -> usize {
+        let block = id >> 2;
+        let high = block >> self.set_bits;
+        let scrambled = high.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - self.set_bits.max(1));
+        ((block ^ scrambled) & ((1 << self.set_bits) - 1)) as usize
     }
 
     pub(crate) fn len(&self) -> usize {
-        self.in_window + self.overflow.len()
+        self.in_table + self.overflow.len()
     }
 
     #[inline]
     pub(crate) fn get(&self, id: OrderId) -> Option<u32> {
-        if self.in_window(id) {
-            let oi = self.cells[(id & self.mask) as usize];
-            if oi != NIL {
-                return Some(oi);
-            }
+        if id == EMPTY {
+            return None; // never indexed: it marks empty ways
+        }
+        let set = &self.sets[self.set_of(id)];
+        if let Some(way) = set.ids.iter().position(|&held| held == id) {
+            return Some(set.slots[way]);
         }
         if self.overflow.is_empty() { None } else { self.overflow.get(&id).copied() }
     }
@@ -75,76 +97,63 @@ impl IdIndex {
     /// Indexes `id` (which must not be indexed yet) at slot `oi`.
     #[inline]
     pub(crate) fn insert(&mut self, id: OrderId, oi: u32) {
-        debug_assert!(self.get(id).is_none(), "Invariant: an id is indexed once");
-        if !self.in_window(id) {
-            let ahead = id.wrapping_sub(self.lo);
-            if self.in_window == 0 && ahead > self.mask {
-                // Nothing to carry over: restart the window at this id.
-                self.lo = id;
-            } else if id > self.lo && ahead <= 2 * self.mask + 1 {
-                self.slide_to(id - self.mask);
-            } else {
+        debug_assert!(id != EMPTY && self.get(id).is_none(), "Invariant: an id is indexed once");
+        let s = self.set_of(id);
+        let set = &mut self.sets[s];
+        match set.ids.iter().position(|&held| held == EMPTY) {
+            Some(way) => {
+                set.ids[way] = id;
+                set.slots[way] = oi;
+                self.in_table += 1;
+            }
+            None => {
                 self.overflow.insert(id, oi);
-                return;
             }
         }
-        let cell = &mut self.cells[(id & self.mask) as usize];
-        debug_assert_eq!(*cell, NIL);
-        *cell = oi;
-        self.in_window += 1;
     }
 
     /// Forgets `id`; returns its slot if it was indexed.
     #[inline]
     pub(crate) fn remove(&mut self, id: OrderId) -> Option<u32> {
-        if self.in_window(id) {
-            let cell = &mut self.cells[(id & self.mask) as usize];
-            if *cell != NIL {
-                self.in_window -= 1;
-                return Some(std::mem::replace(cell, NIL));
-            }
+        if id == EMPTY {
+            return None;
+        }
+        let s = self.set_of(id);
+        let set = &mut self.sets[s];
+        if let Some(way) = set.ids.iter().position(|&held| held == id) {
+            set.ids[way] = EMPTY;
+            self.in_table -= 1;
+            return Some(set.slots[way]);
         }
         if self.overflow.is_empty() { None } else { self.overflow.remove(&id) }
     }
 
-    /// Moves the window's start forward to `new_lo`, carrying the live ids
-    /// it leaves behind into the overflow map.
-    #[cold]
-    fn slide_to(&mut self, new_lo: OrderId) {
-        debug_assert!(new_lo > self.lo && new_lo - self.lo <= self.window());
-        for id in self.lo..new_lo {
-            if self.in_window == 0 {
-                break;
-            }
-            let cell = &mut self.cells[(id & self.mask) as usize];
-            if *cell != NIL {
-                self.overflow.insert(id, std::mem::replace(cell, NIL));
-                self.in_window -= 1;
-            }
-        }
-        self.lo = new_lo;
-    }
-
     /// Every `(id, slot)`, in no particular order (for invariant checks only).
     pub(crate) fn entries(&self) -> impl Iterator<Item = (OrderId, u32)> + '_ {
-        let window = (0..self.window()).filter_map(move |offset| {
-            let id = self.lo.wrapping_add(offset);
-            let oi = self.cells[(id & self.mask) as usize];
-            (oi != NIL).then_some((id, oi))
-        });
-        window.chain(self.overflow.iter().map(|(&id, &oi)| (id, oi)))
+        let table = self
+            .sets
+            .iter()
+            .flat_map(|set| set.ids.iter().zip(&set.slots).filter(|(id, _)| **id != EMPTY).map(|(&id, &oi)| (id, oi)));
+        table.chain(self.overflow.iter().map(|(&id, &oi)| (id, oi)))
     }
 
-    /// Checks the window's count and that no id is both in a cell and in the overflow map.
+    /// Checks the table's count, that every id is in its own set, and that
+    /// no id is both in the table and in the overflow map.
     pub(crate) fn validate(&self) -> Result<(), String> {
-        let cells = self.cells.iter().filter(|&&oi| oi != NIL).count();
-        if cells != self.in_window {
-            return Err(format!("id index: {cells} window cells in use, counter {}", self.in_window));
+        let mut held = 0;
+        for (s, set) in self.sets.iter().enumerate() {
+            for &id in set.ids.iter().filter(|&&id| id != EMPTY) {
+                held += 1;
+                if self.set_of(id) != s {
+                    return Err(format!("id index: id {id} is in set {s}, not its own"));
+                }
+                if self.overflow.contains_key(&id) {
+                    return Err(format!("id index: id {id} is both in the table and in the overflow map"));
+                }
+            }
         }
-        let twice =
-            self.overflow.keys().find(|&&id| self.in_window(id) && self.cells[(id & self.mask) as usize] != NIL);
-        if let Some(id) = twice {
-            return Err(format!("id index: id {id} is both in the window and in the overflow map"));
+        if held != self.in_table {
+            return Err(format!("id index: {held} ids in the table, counter {}", self.in_table));
         }
         Ok(())
     }
@@ -155,8 +164,8 @@ mod tests {
     use super::*;
     use std::collections::HashMap;
 
-    /// Random inserts and removes of ids drawn from a mix of patterns,
-    /// checked against a plain map.
+    /// Random inserts and removes of ids drawn from a pattern, checked
+    /// against a plain map.
     fn exercise(mut next_id: impl FnMut(u64) -> u64) {
         let mut index = IdIndex::new(64, 0);
         let mut model: HashMap<u64, u32> = HashMap::new();
@@ -212,5 +221,25 @@ mod tests {
     #[test]
     fn ids_going_backwards() {
         exercise(|step| 1_000_000 - step);
+    }
+
+    #[test]
+    fn strided_ids() {
+        exercise(|step| 1 + step * 196_608);
+    }
+
+    #[test]
+    fn the_largest_ids() {
+        exercise(|step| (1 << 53) - 1 - step * 7);
+    }
+
+    #[test]
+    fn the_empty_marker_is_never_found() {
+        let mut index = IdIndex::new(64, 0);
+        assert_eq!(index.get(EMPTY), None);
+        assert_eq!(index.remove(EMPTY), None);
+        index.insert(5, 1);
+        assert_eq!(index.get(EMPTY), None);
+        assert_eq!(index.get(5), Some(1));
     }
 }

@@ -1,17 +1,34 @@
-//! Candidate structures for one side's ordered set of price levels.
+//! Structures for one side's ordered set of price levels.
 //!
 //! A side maps a *key* to the index of a level in its book's level arena.
 //! Keys are "greater is better": a bid's key is its price, an ask's key is
 //! `u64::MAX - price`, so both sides share one implementation and the best
 //! level is always the greatest key.
 //!
-//! Two candidates sit behind [`PriceLevels`]; `matching-engine bench
-//! --levels all` measures them on the same flow and `docs/BENCHMARKS.md`
-//! records why [`SortedVecLevels`] is the default.
+//! Four implementations sit behind [`PriceLevels`]: the default
+//! [`crate::RadixLevels`] (a 64-way bitmap trie: every operation O(height),
+//! height at most 10, whatever the keys), and three kept for comparison:
+//! [`SortedVecLevels`], [`BTreeLevels`] and [`LadderLevels`] (the earlier
+//! default, fast near the touch but with a window that moves in time
+//! proportional to the jump). `matching-engine bench --levels all` measures
+//! them on the same flows; `docs/BENCHMARKS.md` has the table.
 
 use std::collections::BTreeMap;
 
 /// An ordered map from level key to level index, best (greatest key) first.
+///
+/// What an implementation must guarantee (the book relies on each, and
+/// `levels.rs`'s model test and the differential tests check them):
+///
+/// - it behaves exactly as a `BTreeMap<u64, u32>` would, for every `u64`
+///   key (not only keys of valid prices), in any order of operations;
+/// - `best()` is the greatest key present and is cheap (the book asks for it
+///   on every order); `remove_best()` removes exactly that one;
+/// - `iter_best_first()` yields every `(key, level)` once, keys descending;
+/// - it never panics on any sequence of calls, and it allocates only when
+///   it holds more levels (or nodes) than it ever held before, so that a
+///   steady state allocates nothing (`zero_alloc.rs`);
+/// - `get_or_insert_with` calls `make` only when it inserts.
 pub trait PriceLevels: Default + Clone {
     /// Name used in benchmark tables.
     const NAME: &'static str;
@@ -485,5 +502,10 @@ mod tests {
     #[test]
     fn btree_matches_a_btree_model() {
         exercise::<BTreeLevels>();
+    }
+
+    #[test]
+    fn radix_matches_a_btree_model() {
+        exercise::<crate::radix::RadixLevels>();
     }
 }

@@ -10,7 +10,7 @@
 //! use matching_core::*;
 //!
 //! let btc = Symbol::new("BTC-USD").unwrap();
-//! let mut exchange: Exchange = Exchange::new(Config::default());
+//! let mut exchange = Exchange::new(Config::default());
 //! let mut events = Vec::new();
 //! exchange.process(&Command::new(1, Action::New(NewOrder::limit(1, 2, btc, Side::Sell, 100, 3))), &mut events);
 //! exchange.process(&Command::new(2, Action::New(NewOrder::limit(2, 4, btc, Side::Buy, 101, 5).with_tif(Tif::Ioc))), &mut events);
@@ -30,11 +30,13 @@ mod id_index;
 pub mod levels;
 mod orders;
 mod owners;
+mod radix;
 mod snapshot;
 mod types;
 
 pub use exchange::{BookView, Config, Exchange};
 pub use levels::{BTreeLevels, LadderLevels, PriceLevels, SortedVecLevels};
+pub use radix::RadixLevels;
 pub use snapshot::{BookState, STATE_VERSION, StateError, encode_books, hash_books, hash_encoded_state, state_version};
 pub use types::*;
 

@@ -136,9 +136,9 @@ impl Orders {
     pub(crate) fn new(max: usize, preallocated: usize) -> Orders {
         let max = max.min(NIL as usize - 1);
         let preallocated = preallocated.min(max);
-        // A window of 4 ids per slot covers the ids of orders that churn;
-        // longer-lived ones move to the overflow map, sized for them all.
-        let index = IdIndex::new((preallocated * 4).clamp(1 << 12, 1 << 22), preallocated);
+        // Ways for 2.5 ids per preallocated order: the table stays under half
+        // full, so an id rarely finds its set full and overflows.
+        let index = IdIndex::new(preallocated * 2, preallocated / 16);
         Orders {
             slots: Vec::with_capacity(preallocated),
             free: NIL,

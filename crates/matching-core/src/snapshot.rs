@@ -231,7 +231,7 @@ impl<L: PriceLevels> Exchange<L> {
         bytes: &[u8],
         keep: impl Fn(&Symbol) -> bool,
     ) -> Result<Self, StateError> {
-        let mut exchange = Exchange::<L>::new(config);
+        let mut exchange = Exchange::<L>::with_levels(config);
         let mut r = Reader { bytes, offset: 0 };
         if r.take(4)? != MAGIC {
             return Err(r.error("not a state encoding (bad magic)"));

@@ -381,10 +381,21 @@ pub struct Event {
 }
 
 impl Event {
-    /// A `cancelled` event.
+    /// A `cancelled` event of order `order_id` of `user`, resting (or
+    /// entering) in `symbol` on `side` at `price` (`None`: a market order).
     #[inline]
-    pub fn cancelled(seq: Seq, order_id: OrderId, reason: CancelReason, remaining: Qty) -> Event {
-        Event { seq, kind: EventKind::Cancelled { order_id, reason, remaining } }
+    #[allow(clippy::too_many_arguments)]
+    pub fn cancelled(
+        seq: Seq,
+        order_id: OrderId,
+        user: UserId,
+        symbol: Symbol,
+        side: Side,
+        price: Option<Price>,
+        reason: CancelReason,
+        remaining: Qty,
+    ) -> Event {
+        Event { seq, kind: EventKind::Cancelled { order_id, user, symbol, side, price, reason, remaining } }
     }
 
     /// A `rejected` event.
@@ -413,14 +424,28 @@ pub enum EventKind {
         order_id: Option<OrderId>,
     },
     Trade(Trade),
+    /// An order left the book (or never rested), unfilled by `remaining`.
+    /// It carries the order's owner, symbol, side and price, so that nobody
+    /// needs to look the order up again (SPEC's line shows only `order_id`,
+    /// `reason` and `remaining`).
     Cancelled {
         order_id: OrderId,
+        user: UserId,
+        symbol: Symbol,
+        side: Side,
+        /// `None` for a market order.
+        price: Option<Price>,
         reason: CancelReason,
         /// Quantity left unfilled.
         remaining: Qty,
     },
+    /// A resting order took a new price and/or remaining quantity. It
+    /// carries the order's owner, symbol and side as `Cancelled` does.
     Modified {
         order_id: OrderId,
+        user: UserId,
+        symbol: Symbol,
+        side: Side,
         price: Price,
         /// The new remaining quantity.
         qty: Qty,

@@ -33,7 +33,7 @@ fn decoded_last_trade_id_cannot_overflow() {
 
 fn check_trade_id_after_decode(last_trade_id: u64) {
     let x = Symbol::new("X").expect("valid symbol");
-    let mut exchange: Exchange<SortedVecLevels> = Exchange::new(Config::default());
+    let mut exchange: Exchange<SortedVecLevels> = Exchange::with_levels(Config::default());
     let mut events = Vec::new();
     exchange.process(&Command::new(1, Action::New(NewOrder::limit(1, 1, x, Side::Sell, 100, 5))), &mut events);
     let mut bytes = exchange.encode_state();

@@ -40,8 +40,8 @@ use std::panic::{AssertUnwindSafe, catch_unwind};
 use common::reference::Reference;
 use matching_core::{
     Action, BTreeLevels, CancelReason, Command, Config, Event, EventKind, Exchange, LadderLevels, NewOrder, OrderId,
-    OrderType, PriceLevels, RestingOrder, STATE_VERSION, Side, SortedVecLevels, StateError, Stp, Symbol, Tif,
-    VALUE_MAX, state_version,
+    OrderType, PriceLevels, RadixLevels, RestingOrder, STATE_VERSION, Side, SortedVecLevels, StateError, Stp, Symbol,
+    Tif, VALUE_MAX, state_version,
 };
 use proptest::collection::vec;
 use proptest::prelude::*;
@@ -297,6 +297,7 @@ enum AnyExchange {
     SortedVec(Exchange<SortedVecLevels>),
     BTree(Exchange<BTreeLevels>),
     Ladder(Exchange<LadderLevels>),
+    Radix(Exchange<RadixLevels>),
 }
 
 /// Runs `$body` with `$e` bound to the exchange whatever its level structure.
@@ -306,6 +307,7 @@ macro_rules! with_exchange {
             AnyExchange::SortedVec($e) => $body,
             AnyExchange::BTree($e) => $body,
             AnyExchange::Ladder($e) => $body,
+            AnyExchange::Radix($e) => $body,
         }
     };
 }
@@ -410,6 +412,7 @@ fn decode_like(like: &AnyExchange, config: &Config, bytes: &[u8]) -> Result<Resu
         AnyExchange::Ladder(_) => {
             Exchange::<LadderLevels>::decode_state(config.clone(), bytes).map(AnyExchange::Ladder)
         }
+        AnyExchange::Radix(_) => Exchange::<RadixLevels>::decode_state(config.clone(), bytes).map(AnyExchange::Radix),
     }));
     decoded.map_err(|panic| {
         let message =
@@ -531,9 +534,9 @@ macro_rules! ensure {
     };
 }
 
-/// The cores a harness starts with (sorted-vec and btree levels); restored
+/// The cores a harness starts with (one per level structure); restored
 /// snapshot copies come after them.
-const ORIGINAL_CORES: usize = 2;
+const ORIGINAL_CORES: usize = 4;
 
 struct Harness {
     config: Config,
@@ -554,9 +557,10 @@ struct Harness {
 impl Harness {
     fn new(config: Config, symbols: Vec<Symbol>, band_width: u64, tick: u64) -> Harness {
         let cores = vec![
-            Core::new("core<sorted-vec>", AnyExchange::SortedVec(Exchange::new(config.clone()))),
-            Core::new("core<btree>", AnyExchange::BTree(Exchange::new(config.clone()))),
-            Core::new("core<ladder>", AnyExchange::Ladder(Exchange::new(config.clone()))),
+            Core::new("core<radix>", AnyExchange::Radix(Exchange::new(config.clone()))),
+            Core::new("core<sorted-vec>", AnyExchange::SortedVec(Exchange::with_levels(config.clone()))),
+            Core::new("core<btree>", AnyExchange::BTree(Exchange::with_levels(config.clone()))),
+            Core::new("core<ladder>", AnyExchange::Ladder(Exchange::with_levels(config.clone()))),
         ];
         Harness {
             reference: Reference::new(&config),
@@ -790,12 +794,11 @@ impl Harness {
         Ok(())
     }
 
-    /// Snapshot round trip: each of the two original cores is encoded, and
-    /// `decode_state` of the bytes gives a restored copy (the sorted-vec
-    /// copy decodes the btree core's bytes and the other way round, which
-    /// must be the same bytes anyway). From here on the originals and the
-    /// restored copies (replacing those of an earlier round trip) all run
-    /// side by side against the reference.
+    /// Snapshot round trip: each original core (one per level structure) is
+    /// encoded, and `decode_state` of the next one's bytes gives a restored
+    /// copy of it (all the bytes must be the same anyway). From here on the
+    /// originals and the restored copies (replacing those of an earlier
+    /// round trip) all run side by side against the reference.
     fn snapshot_round_trip(&mut self) -> Result<(), TestCaseError> {
         let seq = self.log.len();
         self.cores.truncate(ORIGINAL_CORES);

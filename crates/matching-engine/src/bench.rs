@@ -1,5 +1,24 @@
-//! `matching-engine bench`: measures the order-book core on generated,
-//! realistic order flow (`matching-workload`).
+//! `matching-engine bench`: measures the order-book core on generated
+//! order flow (`matching-workload`): the four realistic scenarios
+//! (`fixed`, `normal`, `volatile`, `crash`) and four hostile or foreign ones
+//! the core was not designed around (`--scenario hostile`; `all` runs the
+//! eight):
+//!
+//! - `swing`: buys and sells priced from two stretches of a large-step
+//!   random walk, shuffled: consecutive orders thousands of ticks apart, a
+//!   sparse book of ~16k orders nearly one level each;
+//! - `client-ids`: a normal session with client-assigned order ids (a
+//!   random permutation, not the `seq`), a modify being a cancel and a new
+//!   order with a fresh id;
+//! - `deep-book`: 262,144 levels, one order each, worked at the touch and
+//!   at both far ends at once;
+//! - `flash-crash`: a 120,000-level bid side swept through thousands of
+//!   levels at a time by large sells, then a recovery, over a normal flow.
+//!
+//! Each flow sizes the exchange: room for twice the most orders that ever
+//! rest, and for a quarter more levels per side than the most the flow
+//! ever has (at least 4,096), so the deep books do not grow inside the
+//! timed loop.
 //!
 //! For each scenario the flow is generated once. Then, for each level
 //! structure, `--runs` throughput runs each build a fresh [`Exchange`],
@@ -21,7 +40,7 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail, ensure};
 use hdrhistogram::Histogram;
-use matching_core::{BTreeLevels, Config, LadderLevels, PriceLevels, SortedVecLevels};
+use matching_core::{BTreeLevels, Config, LadderLevels, PriceLevels, RadixLevels, SortedVecLevels};
 use matching_workload::{Flow, Scenario, generate};
 
 use crate::bench_support::{
@@ -31,11 +50,18 @@ use crate::bench_support::{
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum ScenarioChoice {
+    /// Every scenario, the realistic four then the hostile four.
     All,
+    /// The hostile and foreign four: swing, client-ids, deep-book, flash-crash.
+    Hostile,
     Fixed,
     Normal,
     Volatile,
     Crash,
+    Swing,
+    ClientIds,
+    DeepBook,
+    FlashCrash,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
@@ -44,8 +70,10 @@ pub enum LevelsChoice {
     SortedVec,
     /// `BTreeLevels`.
     Btree,
-    /// `LadderLevels`, the default structure.
+    /// `LadderLevels`, the default before the radix trie.
     Ladder,
+    /// `RadixLevels`, the default structure.
+    Radix,
     /// Every structure, on the same flows.
     All,
 }
@@ -65,7 +93,7 @@ pub struct Args {
     #[arg(long, default_value_t = 42)]
     seed: u64,
     /// Price-level structure(s) to measure.
-    #[arg(long, value_enum, default_value_t = LevelsChoice::Ladder)]
+    #[arg(long, value_enum, default_value_t = LevelsChoice::Radix)]
     levels: LevelsChoice,
     /// Machine-readable output: one JSON object per line.
     #[arg(long)]
@@ -78,11 +106,16 @@ pub struct Args {
 impl Args {
     fn scenarios(&self) -> Vec<Scenario> {
         match self.scenario {
-            ScenarioChoice::All => Scenario::ALL.to_vec(),
+            ScenarioChoice::All => Scenario::EVERY.to_vec(),
+            ScenarioChoice::Hostile => Scenario::HOSTILE.to_vec(),
             ScenarioChoice::Fixed => vec![Scenario::Fixed],
             ScenarioChoice::Normal => vec![Scenario::Normal],
             ScenarioChoice::Volatile => vec![Scenario::Volatile],
             ScenarioChoice::Crash => vec![Scenario::Crash],
+            ScenarioChoice::Swing => vec![Scenario::Swing],
+            ScenarioChoice::ClientIds => vec![Scenario::ClientIds],
+            ScenarioChoice::DeepBook => vec![Scenario::DeepBook],
+            ScenarioChoice::FlashCrash => vec![Scenario::FlashCrash],
         }
     }
 
@@ -91,7 +124,8 @@ impl Args {
             LevelsChoice::SortedVec => vec![Levels::SortedVec],
             LevelsChoice::Btree => vec![Levels::BTree],
             LevelsChoice::Ladder => vec![Levels::Ladder],
-            LevelsChoice::All => vec![Levels::SortedVec, Levels::BTree, Levels::Ladder],
+            LevelsChoice::Radix => vec![Levels::Radix],
+            LevelsChoice::All => vec![Levels::Radix, Levels::Ladder, Levels::SortedVec, Levels::BTree],
         }
     }
 
@@ -116,6 +150,7 @@ enum Levels {
     SortedVec,
     BTree,
     Ladder,
+    Radix,
 }
 
 impl Levels {
@@ -124,8 +159,17 @@ impl Levels {
             Levels::SortedVec => SortedVecLevels::NAME,
             Levels::BTree => BTreeLevels::NAME,
             Levels::Ladder => LadderLevels::NAME,
+            Levels::Radix => RadixLevels::NAME,
         }
     }
+}
+
+/// The exchange for `flow`: room for twice the most orders that ever
+/// rest, and per side for a quarter more levels than the flow's most (both
+/// sides counted, so an upper bound for one), at least 4,096.
+fn flow_config(flow: &Flow) -> Config {
+    let levels = flow.stats.levels_max as usize;
+    exchange_config(flow.stats.resting_max * 2, (levels + levels / 4).max(4096))
 }
 
 /// What one throughput run measured and produced.
@@ -282,13 +326,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             started.elapsed(),
             flow.stats
         );
-        let config = exchange_config(flow.stats.resting_max * 2, 4096);
+        let config = flow_config(&flow);
         let mut expected = None;
         for levels in args.levels() {
             let row = match levels {
                 Levels::SortedVec => measure::<SortedVecLevels>(&flow, &config, &args, levels, &mut expected),
                 Levels::BTree => measure::<BTreeLevels>(&flow, &config, &args, levels, &mut expected),
                 Levels::Ladder => measure::<LadderLevels>(&flow, &config, &args, levels, &mut expected),
+                Levels::Radix => measure::<RadixLevels>(&flow, &config, &args, levels, &mut expected),
             }
             .with_context(|| format!("scenario {scenario}"))?;
             rows.push(row);
@@ -376,5 +421,46 @@ mod tests {
         assert_eq!(a.rates.len(), 2);
         assert_eq!(a.events, b.events);
         assert!(a.latency.is_some() && b.latency.is_some());
+    }
+
+    #[test]
+    fn all_is_every_scenario_and_hostile_the_new_four() {
+        let args = |scenario| Args {
+            scenario,
+            commands: 1,
+            runs: 1,
+            seed: 1,
+            levels: LevelsChoice::Ladder,
+            json: false,
+            no_latency: true,
+        };
+        assert_eq!(args(ScenarioChoice::All).scenarios(), Scenario::EVERY);
+        assert_eq!(args(ScenarioChoice::Hostile).scenarios(), Scenario::HOSTILE);
+        assert_eq!(args(ScenarioChoice::ClientIds).scenarios(), [Scenario::ClientIds]);
+        for scenario in Scenario::EVERY {
+            let choice = <ScenarioChoice as clap::ValueEnum>::from_str(scenario.as_str(), false).unwrap();
+            assert_eq!(args(choice).scenarios(), [scenario]);
+        }
+    }
+
+    #[test]
+    fn a_small_hostile_bench_agrees_with_its_generator() {
+        for scenario in [Scenario::Swing, Scenario::ClientIds] {
+            let flow = generate(scenario, 3_000, 1);
+            let config = flow_config(&flow);
+            let args = Args {
+                scenario: ScenarioChoice::Hostile,
+                commands: 3_000,
+                runs: 1,
+                seed: 1,
+                levels: LevelsChoice::All,
+                json: false,
+                no_latency: true,
+            };
+            let mut expected = None;
+            measure::<RadixLevels>(&flow, &config, &args, Levels::Radix, &mut expected).unwrap();
+            measure::<LadderLevels>(&flow, &config, &args, Levels::Ladder, &mut expected).unwrap();
+            measure::<SortedVecLevels>(&flow, &config, &args, Levels::SortedVec, &mut expected).unwrap();
+        }
     }
 }

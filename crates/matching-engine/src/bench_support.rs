@@ -58,10 +58,10 @@ impl EventSink for Checksum {
                     ^ t.maker_remaining.rotate_left(52)
                     ^ t.trade_id.rotate_left(32)
             }
-            EventKind::Cancelled { order_id, reason, remaining } => {
+            EventKind::Cancelled { order_id, reason, remaining, .. } => {
                 4 ^ (reason as u64) << 4 ^ order_id << 8 ^ remaining.rotate_left(40)
             }
-            EventKind::Modified { order_id, price, qty } => {
+            EventKind::Modified { order_id, price, qty, .. } => {
                 5 ^ order_id << 8 ^ price.rotate_left(20) ^ qty.rotate_left(40)
             }
             EventKind::MassCancelled { user, count } => 6 ^ user << 8 ^ count.rotate_left(40),
@@ -77,7 +77,7 @@ impl EventSink for Checksum {
 
 /// A fresh exchange with `warmup` applied (untimed, its events discarded).
 pub fn warmed_up<L: PriceLevels>(config: &Config, warmup: &[Command]) -> Exchange<L> {
-    let mut exchange = Exchange::<L>::new(config.clone());
+    let mut exchange = Exchange::<L>::with_levels(config.clone());
     exchange.process_all(warmup, &mut DiscardEvents);
     exchange
 }

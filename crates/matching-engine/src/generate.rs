@@ -10,7 +10,8 @@ use matching_workload::{Scenario, generate};
 
 #[derive(clap::Args)]
 pub struct Args {
-    /// Market regime: fixed, normal, volatile or crash.
+    /// Market regime: fixed, normal, volatile, crash, swing, deep-book or
+    /// flash-crash (not client-ids: `replay` gives new orders their seq as id).
     #[arg(long, default_value = "normal")]
     scenario: Scenario,
     /// Commands after the warm-up.
@@ -22,6 +23,13 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
+    if !args.scenario.order_ids_are_seqs() {
+        anyhow::bail!(
+            "scenario {} chooses its own order ids, which SPEC's JSON lines cannot carry (replay gives a new order \
+             its seq as id); it exists for `bench` only",
+            args.scenario
+        );
+    }
     let flow = generate(args.scenario, args.commands, args.seed);
     let mut out = io::BufWriter::new(io::stdout().lock());
     let mut line = Vec::with_capacity(256);

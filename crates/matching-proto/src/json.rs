@@ -431,13 +431,13 @@ pub fn write_event(out: &mut Vec<u8>, event: &Event) {
             field_u64(out, "maker_remaining", t.maker_remaining);
             field_u64(out, "taker_remaining", t.taker_remaining);
         }
-        EventKind::Cancelled { order_id, reason, remaining } => {
+        EventKind::Cancelled { order_id, reason, remaining, .. } => {
             head(out, event.seq, "cancelled");
             field_u64(out, "order_id", order_id);
             field_str(out, "reason", reason.as_str());
             field_u64(out, "remaining", remaining);
         }
-        EventKind::Modified { order_id, price, qty } => {
+        EventKind::Modified { order_id, price, qty, .. } => {
             head(out, event.seq, "modified");
             field_u64(out, "order_id", order_id);
             field_u64(out, "price", price);

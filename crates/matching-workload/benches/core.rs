@@ -63,7 +63,7 @@ fn config() -> Config {
 }
 
 fn exchange_of<L: PriceLevels>(commands: &[Command]) -> Exchange<L> {
-    let mut exchange = Exchange::<L>::new(config());
+    let mut exchange = Exchange::<L>::with_levels(config());
     exchange.process_all(commands, &mut Fold::default());
     exchange
 }

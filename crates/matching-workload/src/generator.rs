@@ -58,42 +58,44 @@ use rand::{RngExt, SeedableRng};
 use crate::{Flow, FlowStats, MID_START_TICKS, Scenario};
 
 /// Share of new orders that are market orders.
-const MARKET_SHARE: f64 = 0.02;
+pub(crate) const MARKET_SHARE: f64 = 0.02;
 /// Share of new orders that are aggressive `ioc` limit orders.
-const IOC_SHARE: f64 = 0.15;
+pub(crate) const IOC_SHARE: f64 = 0.15;
 /// An `ioc` order is priced this many ticks through the opposite touch at most.
-const IOC_THROUGH_MAX_TICKS: u64 = 4;
+pub(crate) const IOC_THROUGH_MAX_TICKS: u64 = 4;
 /// `P(d) ~ d^-DISTANCE_EXPONENT` for a `gtc` order's distance from the mid.
-const DISTANCE_EXPONENT: f64 = 2.2;
+pub(crate) const DISTANCE_EXPONENT: f64 = 2.2;
 /// The deepest a `gtc` order is placed from the mid, in ticks.
-const DISTANCE_MAX_TICKS: u64 = 1000;
+pub(crate) const DISTANCE_MAX_TICKS: u64 = 1000;
 /// Quantities are uniform in `1..=QTY_MAX` lots.
-const QTY_MAX: Qty = 100;
+pub(crate) const QTY_MAX: Qty = 100;
 /// Share of resting orders that get one modify during their life.
-const MODIFY_SHARE: f64 = 0.20;
+pub(crate) const MODIFY_SHARE: f64 = 0.20;
 /// A modify adds at most this many lots when it adds quantity.
-const MODIFY_ADD_MAX: Qty = 20;
+pub(crate) const MODIFY_ADD_MAX: Qty = 20;
 /// Probability that a cancel or modify whose order is already gone is sent anyway.
-const STALE_SEND_PROBABILITY: f64 = 0.06;
+pub(crate) const STALE_SEND_PROBABILITY: f64 = 0.06;
 /// Probability that a cancel is sent again (a client retry) shortly after.
 const CANCEL_RETRY_PROBABILITY: f64 = 0.01;
 /// A retried cancel follows the first within this many commands.
 const CANCEL_RETRY_DELAY_MAX: u64 = 50;
 /// Users are `1..=USERS`.
-const USERS: UserId = 1000;
+pub(crate) const USERS: UserId = 1000;
 /// Users `1..=HEAVY_USERS` are market makers.
-const HEAVY_USERS: UserId = 10;
+pub(crate) const HEAVY_USERS: UserId = 10;
 /// Share of orders sent by the market makers.
-const HEAVY_SHARE: f64 = 0.30;
+pub(crate) const HEAVY_SHARE: f64 = 0.30;
 /// Share of a market maker's orders that use self-trade prevention.
 const STP_SHARE_HEAVY: f64 = 0.15;
 /// Share of other users' orders that use self-trade prevention.
 const STP_SHARE_OTHER: f64 = 0.01;
 /// Share of `gtc` orders that are post-only.
-const POST_ONLY_SHARE: f64 = 0.05;
+pub(crate) const POST_ONLY_SHARE: f64 = 0.05;
 /// The mid is kept in fixed point with this many fractional bits, so a
 /// drift of a fraction of a tick per command accumulates exactly.
 const MID_FRACTION_BITS: u32 = 16;
+/// [`FlowStats::levels_max`] is sampled every this many timed commands.
+pub(crate) const LEVELS_SAMPLE_EVERY: u64 = 1 << 14;
 
 /// One scenario's numbers.
 #[derive(Clone, Copy, Debug)]
@@ -161,19 +163,22 @@ impl Params {
             Scenario::Normal => normal,
             Scenario::Volatile => volatile,
             Scenario::Crash => Params { trend_fraction: -0.60, aggressive_buy_share: 0.35, ..volatile },
+            Scenario::Swing | Scenario::ClientIds | Scenario::DeepBook | Scenario::FlashCrash => {
+                unreachable!("Invariant: the hostile scenarios have their own model (hostile.rs)")
+            }
         }
     }
 }
 
 /// A discrete power law on `1..=max`: `P(d) ~ d^-exponent`, sampled by
 /// binary search over integer cumulative weights.
-struct PowerLaw {
+pub(crate) struct PowerLaw {
     /// `cumulative[i]` = sum of the weights of `1..=i+1`.
     cumulative: Vec<u64>,
 }
 
 impl PowerLaw {
-    fn new(exponent: f64, max: u64) -> PowerLaw {
+    pub(crate) fn new(exponent: f64, max: u64) -> PowerLaw {
         assert!(max >= 1 && exponent > 1.0);
         let mut total = 0u64;
         let cumulative = (1..=max)
@@ -187,7 +192,7 @@ impl PowerLaw {
         PowerLaw { cumulative }
     }
 
-    fn sample(&self, rng: &mut Xoshiro256PlusPlus) -> u64 {
+    pub(crate) fn sample(&self, rng: &mut Xoshiro256PlusPlus) -> u64 {
         let total = *self.cumulative.last().expect("a power law has at least one value");
         let r = rng.random_range(0..total);
         self.cumulative.partition_point(|&c| c <= r) as u64 + 1
@@ -421,8 +426,22 @@ impl Generator {
         self.stats.mid_max_ticks = self.stats.mid_max_ticks.max(self.mid);
     }
 
+    /// Price levels, both sides.
+    fn levels(&self) -> u64 {
+        let book = self.exchange.book(&self.symbol);
+        book.map_or(0, |b| b.depth(Side::Buy).count() + b.depth(Side::Sell).count()) as u64
+    }
+
+    /// Samples [`FlowStats::levels_max`] (draws nothing from the random stream).
+    fn sample_levels(&mut self) {
+        self.stats.levels_max = self.stats.levels_max.max(self.levels());
+    }
+
     /// One timed command.
     fn step(&mut self, out: &mut Vec<Command>) {
+        if self.step.is_multiple_of(LEVELS_SAMPLE_EVERY) {
+            self.sample_levels();
+        }
         self.advance_mid();
         while let Some(&Reverse(pending)) = self.pending.peek() {
             if pending.due_step > self.step {
@@ -562,8 +581,7 @@ impl Generator {
 
     fn finish(mut self) -> FlowStats {
         let Tally { events, trades, stp_cancels, rejected_unknown_order, rejected_other } = self.tally;
-        let levels =
-            self.exchange.book(&self.symbol).map_or(0, |b| b.depth(Side::Buy).count() + b.depth(Side::Sell).count());
+        let levels = self.levels();
         self.stats = FlowStats {
             events,
             trades,
@@ -571,7 +589,8 @@ impl Generator {
             rejected_unknown_order,
             rejected_other,
             resting_at_end: self.exchange.order_count() as u64,
-            levels_at_end: levels as u64,
+            levels_at_end: levels,
+            levels_max: self.stats.levels_max.max(levels),
             mid_end_ticks: self.mid,
             ..self.stats
         };
@@ -588,6 +607,7 @@ pub(crate) fn generate(symbol: Symbol, scenario: Scenario, commands: usize, seed
     }
     generator.stats.warmup_orders = warmup.len() as u64;
     generator.stats.resting_after_warmup = generator.exchange.order_count() as u64;
+    generator.sample_levels();
     // Count the timed part's events only.
     generator.tally = Tally::default();
     let mut timed = Vec::with_capacity(commands);

@@ -6,9 +6,9 @@
 //! [`uniform_orders`] is the plain random load of the high-load benchmark.
 //!
 //! A [`Flow`] holds warm-up commands that lay the initial standing book
-//! (applied untimed by a benchmark), then the timed commands. The flow
-//! imitates a real venue's (see the `generator.rs` module docs for
-//! the model and its numbers):
+//! (applied untimed by a benchmark), then the timed commands. The four
+//! scenarios of [`Scenario::ALL`] imitate a real venue's flow (see the
+//! `generator.rs` module docs for the model and its numbers):
 //!
 //! - the mid follows a random walk (none in [`Scenario::Fixed`], a slow one
 //!   in `Normal`, a faster one with jumps in `Volatile`, a ~60% fall in
@@ -20,6 +20,22 @@
 //!   ticks through the opposite touch, a small share are market orders;
 //! - about 20% of resting orders are modified during their life;
 //! - a few percent of cancels and modifies arrive after their order is gone.
+//!
+//! The four of [`Scenario::HOSTILE`] are foreign or hostile flows, shapes
+//! the core was not designed around (see the `hostile.rs` module docs):
+//!
+//! - [`Scenario::Swing`]: buys and sells priced from two different
+//!   stretches of a random walk with large steps and shuffled together, so
+//!   consecutive orders land thousands of ticks apart; a sparse book of
+//!   ~16k orders, nearly one level each, spread over ~10^5 ticks;
+//! - [`Scenario::ClientIds`]: a normal session, but the client picks the
+//!   order ids (a random permutation of `1..=N`, not the `seq`), and a
+//!   modify is a cancel and a new order with a fresh id;
+//! - [`Scenario::DeepBook`]: a book of 262,144 distinct prices (one order
+//!   each), worked at the touch and at both far ends at once;
+//! - [`Scenario::FlashCrash`]: a 120,000-level bid side, swept by a score
+//!   of market and `ioc` sells of thousands of levels each, then a
+//!   recovery, over a normal resting and cancelling flow.
 //!
 //! The generator runs its own [`Exchange`] while it generates, so it knows
 //! which of its orders rest: every cancel and modify it sends is valid
@@ -43,6 +59,7 @@ use std::str::FromStr;
 use matching_core::{Command, Symbol};
 
 mod generator;
+mod hostile;
 mod multi;
 
 pub use multi::{
@@ -75,10 +92,45 @@ pub enum Scenario {
     /// The mid falls about 60% over the run, with `Volatile`'s noise, and
     /// aggressive flow leans to selling.
     Crash,
+    /// Hostile: buys and sells priced from different stretches of a
+    /// large-step random walk, shuffled, so consecutive orders jump
+    /// thousands of ticks; mostly resting limits, some crossing, cancels
+    /// of random live orders.
+    Swing,
+    /// Foreign: client-assigned order ids (a random permutation of
+    /// `1..=N`, not the `seq`); a modify is a cancel then a new order with a
+    /// fresh id. Otherwise a normal session. The one scenario whose new
+    /// orders' ids are not their `seq`s (see [`Scenario::order_ids_are_seqs`]).
+    ClientIds,
+    /// Hostile: a book of 262,144 distinct prices laid by the warm-up, with
+    /// new orders, cancels and crossing orders at the touch and at both far
+    /// ends.
+    DeepBook,
+    /// Hostile: a 120,000-level bid side swept down through thousands of
+    /// levels by large market and `ioc` sells, then a recovery, mixed with a
+    /// normal resting and cancelling flow.
+    FlashCrash,
 }
 
 impl Scenario {
+    /// The realistic scenarios (what the multi-symbol flows and the
+    /// zero-allocation test use).
     pub const ALL: [Scenario; 4] = [Scenario::Fixed, Scenario::Normal, Scenario::Volatile, Scenario::Crash];
+
+    /// The hostile and foreign scenarios.
+    pub const HOSTILE: [Scenario; 4] = [Scenario::Swing, Scenario::ClientIds, Scenario::DeepBook, Scenario::FlashCrash];
+
+    /// Every scenario: [`Scenario::ALL`] then [`Scenario::HOSTILE`].
+    pub const EVERY: [Scenario; 8] = [
+        Scenario::Fixed,
+        Scenario::Normal,
+        Scenario::Volatile,
+        Scenario::Crash,
+        Scenario::Swing,
+        Scenario::ClientIds,
+        Scenario::DeepBook,
+        Scenario::FlashCrash,
+    ];
 
     pub fn as_str(self) -> &'static str {
         match self {
@@ -86,7 +138,25 @@ impl Scenario {
             Scenario::Normal => "normal",
             Scenario::Volatile => "volatile",
             Scenario::Crash => "crash",
+            Scenario::Swing => "swing",
+            Scenario::ClientIds => "client-ids",
+            Scenario::DeepBook => "deep-book",
+            Scenario::FlashCrash => "flash-crash",
         }
+    }
+
+    /// One of [`Scenario::HOSTILE`].
+    pub fn is_hostile(self) -> bool {
+        Scenario::HOSTILE.contains(&self)
+    }
+
+    /// Whether a new order's `order_id` is its `seq` (as an engine's
+    /// sequencer would number it): true of every scenario but
+    /// [`Scenario::ClientIds`]. Whatever renumbers flows or relies on ids
+    /// being `seq`s ([`generate_multi_of`], SPEC JSON lines, which carry no
+    /// id for a new order) must not be fed a scenario where it is false.
+    pub fn order_ids_are_seqs(self) -> bool {
+        self != Scenario::ClientIds
     }
 }
 
@@ -102,7 +172,8 @@ pub struct UnknownScenario(pub String);
 
 impl fmt::Display for UnknownScenario {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "unknown scenario {:?} (expected fixed, normal, volatile or crash)", self.0)
+        let names: Vec<&str> = Scenario::EVERY.iter().map(|s| s.as_str()).collect();
+        write!(f, "unknown scenario {:?} (expected one of {})", self.0, names.join(", "))
     }
 }
 
@@ -112,14 +183,17 @@ impl FromStr for Scenario {
     type Err = UnknownScenario;
 
     fn from_str(name: &str) -> Result<Scenario, UnknownScenario> {
-        Scenario::ALL.into_iter().find(|s| s.as_str() == name).ok_or_else(|| UnknownScenario(name.to_string()))
+        Scenario::EVERY.into_iter().find(|s| s.as_str() == name).ok_or_else(|| UnknownScenario(name.to_string()))
     }
 }
 
 /// A generated flow: apply `warmup` untimed, then time `commands`.
 ///
 /// `seq` runs from 1 without a gap over `warmup` then `commands`, and a new
-/// order's `order_id` is its `seq`.
+/// order's `order_id` is its `seq`, **except** in [`Scenario::ClientIds`],
+/// where the ids of new orders are distinct but client-assigned (a random
+/// permutation of `1..=N`, `N` = warm-up orders + timed commands) and a
+/// cancel names that id ([`Scenario::order_ids_are_seqs`] says which).
 #[derive(Clone, Debug)]
 pub struct Flow {
     pub scenario: Scenario,
@@ -150,6 +224,10 @@ pub struct FlowStats {
     pub cancels: u64,
     /// Modify commands, stale ones included.
     pub modifies: u64,
+    /// Cancel-and-replace pairs ([`Scenario::ClientIds`]' modifies): each is
+    /// a cancel, counted in `cancels`, then a new `gtc` order with a fresh
+    /// id, counted in `new_gtc`.
+    pub replaces: u64,
     /// Cancels sent after their order was gone (filled or cancelled).
     pub stale_cancels: u64,
     /// Modifies sent after their order was gone.
@@ -172,6 +250,13 @@ pub struct FlowStats {
     pub resting_max: u64,
     /// Price levels (both sides) at the end.
     pub levels_at_end: u64,
+    /// Most price levels (both sides) seen, sampled after the warm-up,
+    /// every few thousand timed commands and at the end (size a level
+    /// arena with it, with some headroom).
+    pub levels_max: u64,
+    /// The mid: in [`Scenario::ALL`] the random walk the flow quotes
+    /// around; in [`Scenario::HOSTILE`] the price the flow quotes around
+    /// (see the `hostile.rs` module docs).
     pub mid_start_ticks: u64,
     pub mid_end_ticks: u64,
     pub mid_min_ticks: u64,
@@ -226,6 +311,9 @@ impl fmt::Display for FlowStats {
             self.stale_cancels,
             self.stale_modifies,
         )?;
+        if self.replaces > 0 {
+            writeln!(f, "cancel-and-replace pairs {} (in the cancels and new gtc orders)", self.replaces)?;
+        }
         writeln!(
             f,
             "stp cancels {}; rejected: unknown_order {}, other {}",
@@ -233,10 +321,11 @@ impl fmt::Display for FlowStats {
         )?;
         write!(
             f,
-            "resting at end {} (max {}), levels at end {}; mid {} -> {} ticks (min {}, max {})",
+            "resting at end {} (max {}), levels at end {} (max {}); mid {} -> {} ticks (min {}, max {})",
             self.resting_at_end,
             self.resting_max,
             self.levels_at_end,
+            self.levels_max,
             self.mid_start_ticks,
             self.mid_end_ticks,
             self.mid_min_ticks,
@@ -248,13 +337,17 @@ impl fmt::Display for FlowStats {
 /// Generates `commands` timed commands of `scenario` (plus the scenario's
 /// warm-up) from `seed`. The same arguments always give the same flow.
 pub fn generate(scenario: Scenario, commands: usize, seed: u64) -> Flow {
-    generator::generate(symbol(), scenario, commands, seed)
+    generate_for(symbol(), scenario, commands, seed)
 }
 
 /// As [`generate`], for the symbol `symbol` instead of [`SYMBOL`]: the same
 /// arguments give the same flow as [`generate`] but for the symbol name.
 pub fn generate_for(symbol: Symbol, scenario: Scenario, commands: usize, seed: u64) -> Flow {
-    generator::generate(symbol, scenario, commands, seed)
+    if scenario.is_hostile() {
+        hostile::generate(symbol, scenario, commands, seed)
+    } else {
+        generator::generate(symbol, scenario, commands, seed)
+    }
 }
 
 /// Commands that lay a standing book of `resting_orders` `gtc` limit orders

@@ -202,9 +202,11 @@ pub fn generate_multi(symbols: usize, commands: usize, seed: u64) -> MultiFlow {
 /// `commands` timed commands (plus every symbol's warm-up) over `symbols`
 /// symbols named by [`numbered_symbols`], each symbol's flow of `scenario`,
 /// split by [`zipf_counts`] and interleaved at random (see the module docs).
-/// The same arguments always give the same flow.
+/// The same arguments always give the same flow. `scenario`'s ids must be
+/// `seq`s ([`Scenario::order_ids_are_seqs`]): they are renumbered as such.
 pub fn generate_multi_of(scenario: Scenario, symbols: usize, commands: usize, seed: u64) -> MultiFlow {
     assert!(symbols >= 1 && symbols <= u32::MAX as usize, "symbols must be in 1..=2^32-1, not {symbols}");
+    assert!(scenario.order_ids_are_seqs(), "{scenario}: its order ids are not seqs, which a multi-symbol flow needs");
     let names = numbered_symbols(symbols);
     let shares = zipf_weights(symbols);
     let counts = zipf_counts(symbols, commands);

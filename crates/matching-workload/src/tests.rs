@@ -69,7 +69,7 @@ fn seq_runs_from_one_and_new_order_ids_are_seqs() {
 /// Replays a flow through a fresh exchange of the other level structure and
 /// tallies what the generator's own run reports.
 fn replay(flow: &Flow) -> (Exchange<BTreeLevels>, Vec<Event>) {
-    let mut exchange = Exchange::<BTreeLevels>::new(Config::default());
+    let mut exchange = Exchange::<BTreeLevels>::with_levels(Config::default());
     let mut warmup_events = Vec::new();
     exchange.process_all(&flow.warmup, &mut warmup_events);
     assert!(warmup_events.iter().all(|e| matches!(e.kind, EventKind::Accepted { .. })));

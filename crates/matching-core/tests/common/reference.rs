@@ -170,7 +170,15 @@ fn match_taker(
         if maker.user == taker.user && taker.stp != Stp::None {
             let cancel_taker = |remaining: Qty| Event {
                 seq,
-                kind: EventKind::Cancelled { order_id: taker.order_id, reason: CancelReason::Stp, remaining },
+                kind: EventKind::Cancelled {
+                    order_id: taker.order_id,
+                    user: taker.user,
+                    symbol,
+                    side: taker.side,
+                    price: taker.limit,
+                    reason: CancelReason::Stp,
+                    remaining,
+                },
             };
             if taker.stp == Stp::CancelTaker {
                 events.push(cancel_taker(*remaining));
@@ -183,6 +191,10 @@ fn match_taker(
                 seq,
                 kind: EventKind::Cancelled {
                     order_id: maker.order_id,
+                    user: maker.user,
+                    symbol,
+                    side: maker.side,
+                    price: Some(maker.price),
                     reason: CancelReason::Stp,
                     remaining: maker.qty,
                 },
@@ -316,7 +328,15 @@ impl Reference {
             self.live.remove(order_id);
             events.push(Event {
                 seq,
-                kind: EventKind::Cancelled { order_id: *order_id, reason: CancelReason::Mass, remaining: order.qty },
+                kind: EventKind::Cancelled {
+                    order_id: *order_id,
+                    user,
+                    symbol: Symbol::new(book_name).expect("reference: book names are valid symbols"),
+                    side: *s,
+                    price: Some(*price),
+                    reason: CancelReason::Mass,
+                    remaining: order.qty,
+                },
             });
         }
         events.push(Event { seq, kind: EventKind::MassCancelled { user, count: doomed.len() as u64 } });
@@ -421,7 +441,15 @@ impl Reference {
             if pass == Pass::TakerCancelled || trial_remaining > 0 {
                 events.push(Event {
                     seq,
-                    kind: EventKind::Cancelled { order_id: o.order_id, reason: CancelReason::Fok, remaining: o.qty },
+                    kind: EventKind::Cancelled {
+                        order_id: o.order_id,
+                        user: o.user,
+                        symbol: o.symbol,
+                        side: o.side,
+                        price: o.price,
+                        reason: CancelReason::Fok,
+                        remaining: o.qty,
+                    },
                 });
                 return;
             }
@@ -452,7 +480,15 @@ impl Reference {
                 assert_ne!(tif, Tif::Fok, "reference: a feasible fok order fills completely");
                 events.push(Event {
                     seq,
-                    kind: EventKind::Cancelled { order_id: o.order_id, reason: CancelReason::Ioc, remaining },
+                    kind: EventKind::Cancelled {
+                        order_id: o.order_id,
+                        user: o.user,
+                        symbol: o.symbol,
+                        side: o.side,
+                        price: o.price,
+                        reason: CancelReason::Ioc,
+                        remaining,
+                    },
                 });
             }
         }
@@ -482,7 +518,15 @@ impl Reference {
         self.live.remove(&order_id);
         events.push(Event {
             seq,
-            kind: EventKind::Cancelled { order_id, reason: CancelReason::User, remaining: order.qty },
+            kind: EventKind::Cancelled {
+                order_id,
+                user,
+                symbol: at.symbol,
+                side: at.side,
+                price: Some(at.price),
+                reason: CancelReason::User,
+                remaining: order.qty,
+            },
         });
     }
 
@@ -520,7 +564,11 @@ impl Reference {
         {
             return events.push(reject(RejectReason::WouldTake));
         }
-        events.push(Event { seq, kind: EventKind::Modified { order_id, price: new_price, qty: new_qty } });
+        let (symbol, side) = (at.symbol, order.side);
+        events.push(Event {
+            seq,
+            kind: EventKind::Modified { order_id, user, symbol, side, price: new_price, qty: new_qty },
+        });
         if new_price == order.price && new_qty <= order.qty {
             // Reduced in place: keeps its place in the queue.
             book.find_mut(at.side, at.price, order_id).qty = new_qty;

@@ -92,10 +92,12 @@ fn renamed(event: &Event, global: impl Fn(u64) -> u64) -> Event {
             trade.taker_order_id = global(trade.taker_order_id);
             EventKind::Trade(trade)
         }
-        EventKind::Cancelled { order_id, reason, remaining } => {
-            EventKind::Cancelled { order_id: global(order_id), reason, remaining }
+        EventKind::Cancelled { order_id, user, symbol, side, price, reason, remaining } => {
+            EventKind::Cancelled { order_id: global(order_id), user, symbol, side, price, reason, remaining }
         }
-        EventKind::Modified { order_id, price, qty } => EventKind::Modified { order_id: global(order_id), price, qty },
+        EventKind::Modified { order_id, user, symbol, side, price, qty } => {
+            EventKind::Modified { order_id: global(order_id), user, symbol, side, price, qty }
+        }
         other @ (EventKind::MassCancelled { .. } | EventKind::Status { .. }) => other,
     };
     Event { seq: global(event.seq), kind }
