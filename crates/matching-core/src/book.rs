@@ -462,7 +462,7 @@ impl<L: PriceLevels> Book<L> {
                     if slot.side != side || slot.price != level.price || slot.remaining == 0 {
                         return Err(format!("{name}: order {} disagrees with its level", slot.id));
                     }
-                    if orders.index.get(slot.id) != Some(oi) {
+                    if orders.find(slot.id) != Some(oi) {
                         return Err(format!("{name}: order {} is not in the id index", slot.id));
                     }
                     total += slot.remaining as u128;

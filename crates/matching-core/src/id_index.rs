@@ -1,47 +1,51 @@
 //! Order id → arena slot, fast for ids in any order.
 //!
-//! A **set-associative table**: a set is one 64-byte cache line holding
-//! [`WAYS`] `(id, slot)` pairs; an id may sit in any way of its set. The set
-//! of an id is `(id / 4) ^ scramble(high bits)` modulo the number of sets:
+//! A **set-associative table**: a set is one 64-byte cache line of eight
+//! ways, each a 32-bit fingerprint of an id and the id's arena slot. The set
+//! of an id is `id / 8` with the bits above the table scrambled in:
 //!
-//! - ids that come in increasing runs (a sequencer's, or a client's counter)
-//!   fill a set four at a time, so the ids of the orders that churn near the
-//!   touch share a few cache lines, as the sliding window of the earlier
-//!   design did;
-//! - random ids (a permutation, client-chosen 64-bit ids) land in random sets:
-//!   one line per lookup, no slide, no scan;
-//! - ids with a stride that is a multiple of the table size (timestamps,
+//! - ids that come in increasing runs (a sequencer's, a client's counter)
+//!   fill a set eight at a time, so the ids of the orders that churn near the
+//!   touch share a few cache lines;
+//! - random ids (a permutation, client-chosen 64-bit ids) land in random
+//!   sets: one line a lookup, no slide, no scan;
+//! - ids with a stride that is a multiple of the table's span (timestamps,
 //!   say) differ in their high bits, which the scramble spreads over the
 //!   sets instead of piling them into one.
 //!
-//! A set whose ways are all taken sends the id to an **overflow** hash map
-//! (SipHash with a random key, so ids a client chooses cannot be crafted to
-//! collide there). The table has room for twice the orders the arena
-//! preallocates, so overflow is rare; it only grows if more orders rest
-//! than that. Every operation costs one cache line, plus a hash operation
-//! only for an id that overflowed; nothing depends on the distance between
-//! ids.
+//! A fingerprint only narrows the search: a way is the id's when its slot
+//! holds that id, which the caller's `id_of` reads (the caller reads that
+//! slot next anyway). A set whose ways are all taken sends the id to an
+//! **overflow** hash map keyed with a random SipHash key (so ids a client
+//! chooses cannot be crafted to collide there). The table has eight ways for
+//! every four preallocated orders, so overflow is rare. Every operation costs
+//! one cache line (plus the slot it finds), and a hash operation only for an
+//! id that overflowed; nothing depends on the distance between ids.
 
 use std::collections::HashMap;
 
 use crate::orders::NIL;
 use crate::types::OrderId;
 
-/// Ways per set: five `(u64, u32)` pairs and a spare word make a 64-byte line.
-const WAYS: usize = 5;
-/// An empty way's id (no order id is this large).
-const EMPTY: OrderId = u64::MAX;
+/// Ways per set: eight `(u32, u32)` make a 64-byte line.
+const WAYS: usize = 8;
 
 #[derive(Clone, Copy, Debug)]
 #[repr(C, align(64))]
 struct Set {
-    ids: [OrderId; WAYS],
+    fingerprints: [u32; WAYS],
+    /// `NIL` in an empty way.
     slots: [u32; WAYS],
 }
 
 const _: () = assert!(std::mem::size_of::<Set>() == 64);
 
-const EMPTY_SET: Set = Set { ids: [EMPTY; WAYS], slots: [NIL; WAYS] };
+const EMPTY_SET: Set = Set { fingerprints: [0; WAYS], slots: [NIL; WAYS] };
+
+#[inline]
+fn fingerprint(id: OrderId) -> u32 {
+    (id.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 32) as u32
+}
 
 #[derive(Clone)]
 pub(crate) struct IdIndex {
@@ -55,7 +59,7 @@ pub(crate) struct IdIndex {
 }
 
 impl IdIndex {
-    /// An index whose table has `WAYS` ways for every 4 of `capacity` ids
+    /// An index whose table has [`WAYS`] ways for every 4 of `capacity` ids
     /// (a power of two of sets, at least 256), and an overflow map with room
     /// for `overflow_reserved`.
     pub(crate) fn new(capacity: usize, overflow_reserved: usize) -> IdIndex {
@@ -68,28 +72,34 @@ impl IdIndex {
         }
     }
 
-    /// The set of `id`: consecutive ids share a set four at a time; the bits
+    /// The set of `id`: consecutive ids share a set eight at a time; the bits
     /// above the set number are scrambled into it.
     #[inline]
     fn set_of(&self, id: OrderId) -> usize {
-        let block = id >> 2;
+        let block = id >> 3;
         let high = block >> self.set_bits;
-        let scrambled = high.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - self.set_bits.max(1));
+        let scrambled = high.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> (64 - self.set_bits);
         ((block ^ scrambled) & ((1 << self.set_bits) - 1)) as usize
+    }
+
+    /// The way of `id` in set `s`, if it is there.
+    #[inline]
+    fn way_of(&self, s: usize, id: OrderId, id_of: impl Fn(u32) -> OrderId) -> Option<usize> {
+        let set = &self.sets[s];
+        let fp = fingerprint(id);
+        (0..WAYS).find(|&w| set.fingerprints[w] == fp && set.slots[w] != NIL && id_of(set.slots[w]) == id)
     }
 
     pub(crate) fn len(&self) -> usize {
         self.in_table + self.overflow.len()
     }
 
+    /// The slot of `id`; `id_of` reads the id an indexed slot holds.
     #[inline]
-    pub(crate) fn get(&self, id: OrderId) -> Option<u32> {
-        if id == EMPTY {
-            return None; // never indexed: it marks empty ways
-        }
-        let set = &self.sets[self.set_of(id)];
-        if let Some(way) = set.ids.iter().position(|&held| held == id) {
-            return Some(set.slots[way]);
+    pub(crate) fn get(&self, id: OrderId, id_of: impl Fn(u32) -> OrderId) -> Option<u32> {
+        let s = self.set_of(id);
+        if let Some(w) = self.way_of(s, id, id_of) {
+            return Some(self.sets[s].slots[w]);
         }
         if self.overflow.is_empty() { None } else { self.overflow.get(&id).copied() }
     }
@@ -97,13 +107,12 @@ impl IdIndex {
     /// Indexes `id` (which must not be indexed yet) at slot `oi`.
     #[inline]
     pub(crate) fn insert(&mut self, id: OrderId, oi: u32) {
-        debug_assert!(id != EMPTY && self.get(id).is_none(), "Invariant: an id is indexed once");
         let s = self.set_of(id);
         let set = &mut self.sets[s];
-        match set.ids.iter().position(|&held| held == EMPTY) {
-            Some(way) => {
-                set.ids[way] = id;
-                set.slots[way] = oi;
+        match set.slots.iter().position(|&slot| slot == NIL) {
+            Some(w) => {
+                set.fingerprints[w] = fingerprint(id);
+                set.slots[w] = oi;
                 self.in_table += 1;
             }
             None => {
@@ -114,38 +123,35 @@ impl IdIndex {
 
     /// Forgets `id`; returns its slot if it was indexed.
     #[inline]
-    pub(crate) fn remove(&mut self, id: OrderId) -> Option<u32> {
-        if id == EMPTY {
-            return None;
-        }
+    pub(crate) fn remove(&mut self, id: OrderId, id_of: impl Fn(u32) -> OrderId) -> Option<u32> {
         let s = self.set_of(id);
-        let set = &mut self.sets[s];
-        if let Some(way) = set.ids.iter().position(|&held| held == id) {
-            set.ids[way] = EMPTY;
+        if let Some(w) = self.way_of(s, id, id_of) {
             self.in_table -= 1;
-            return Some(set.slots[way]);
+            return Some(std::mem::replace(&mut self.sets[s].slots[w], NIL));
         }
         if self.overflow.is_empty() { None } else { self.overflow.remove(&id) }
     }
 
     /// Every `(id, slot)`, in no particular order (for invariant checks only).
-    pub(crate) fn entries(&self) -> impl Iterator<Item = (OrderId, u32)> + '_ {
-        let table = self
+    pub(crate) fn entries(&self, id_of: impl Fn(u32) -> OrderId) -> impl Iterator<Item = (OrderId, u32)> + '_ {
+        let table: Vec<(OrderId, u32)> = self
             .sets
             .iter()
-            .flat_map(|set| set.ids.iter().zip(&set.slots).filter(|(id, _)| **id != EMPTY).map(|(&id, &oi)| (id, oi)));
-        table.chain(self.overflow.iter().map(|(&id, &oi)| (id, oi)))
+            .flat_map(|set| set.slots.iter().filter(|&&oi| oi != NIL).map(|&oi| (id_of(oi), oi)))
+            .collect();
+        table.into_iter().chain(self.overflow.iter().map(|(&id, &oi)| (id, oi)))
     }
 
-    /// Checks the table's count, that every id is in its own set, and that
-    /// no id is both in the table and in the overflow map.
-    pub(crate) fn validate(&self) -> Result<(), String> {
+    /// Checks the table's count, that every id is in its own set under its
+    /// fingerprint, and that no id is both in the table and in the overflow map.
+    pub(crate) fn validate(&self, id_of: impl Fn(u32) -> OrderId) -> Result<(), String> {
         let mut held = 0;
         for (s, set) in self.sets.iter().enumerate() {
-            for &id in set.ids.iter().filter(|&&id| id != EMPTY) {
+            for w in (0..WAYS).filter(|&w| set.slots[w] != NIL) {
+                let id = id_of(set.slots[w]);
                 held += 1;
-                if self.set_of(id) != s {
-                    return Err(format!("id index: id {id} is in set {s}, not its own"));
+                if self.set_of(id) != s || set.fingerprints[w] != fingerprint(id) {
+                    return Err(format!("id index: id {id} is in set {s} way {w}, not where it belongs"));
                 }
                 if self.overflow.contains_key(&id) {
                     return Err(format!("id index: id {id} is both in the table and in the overflow map"));
@@ -165,9 +171,10 @@ mod tests {
     use std::collections::HashMap;
 
     /// Random inserts and removes of ids drawn from a pattern, checked
-    /// against a plain map.
+    /// against a plain map. Slot `oi` holds the id `ids[oi]`.
     fn exercise(mut next_id: impl FnMut(u64) -> u64) {
         let mut index = IdIndex::new(64, 0);
+        let mut ids: Vec<u64> = Vec::new();
         let mut model: HashMap<u64, u32> = HashMap::new();
         let mut live: Vec<u64> = Vec::new();
         let mut x: u64 = 0x2545_F491_4F6C_DD1D;
@@ -180,26 +187,27 @@ mod tests {
                 if model.contains_key(&id) {
                     continue;
                 }
-                let oi = (step % 1000) as u32;
+                let oi = ids.len() as u32;
+                ids.push(id);
                 index.insert(id, oi);
                 model.insert(id, oi);
                 live.push(id);
             } else {
                 let id = live.swap_remove((x >> 8) as usize % live.len());
-                assert_eq!(index.remove(id), model.remove(&id));
-                assert_eq!(index.remove(id), None);
+                assert_eq!(index.remove(id, |oi| ids[oi as usize]), model.remove(&id));
+                assert_eq!(index.remove(id, |oi| ids[oi as usize]), None);
             }
             if step % 997 == 0 {
-                index.validate().unwrap();
+                index.validate(|oi| ids[oi as usize]).unwrap();
                 assert_eq!(index.len(), model.len());
-                let mut entries: Vec<_> = index.entries().collect();
+                let mut entries: Vec<_> = index.entries(|oi| ids[oi as usize]).collect();
                 entries.sort_unstable();
                 let mut want: Vec<_> = model.iter().map(|(&k, &v)| (k, v)).collect();
                 want.sort_unstable();
                 assert_eq!(entries, want);
             }
             let probe = next_id(step) ^ (x & 3);
-            assert_eq!(index.get(probe), model.get(&probe).copied());
+            assert_eq!(index.get(probe, |oi| ids[oi as usize]), model.get(&probe).copied());
         }
     }
 
@@ -230,16 +238,6 @@ mod tests {
 
     #[test]
     fn the_largest_ids() {
-        exercise(|step| (1 << 53) - 1 - step * 7);
-    }
-
-    #[test]
-    fn the_empty_marker_is_never_found() {
-        let mut index = IdIndex::new(64, 0);
-        assert_eq!(index.get(EMPTY), None);
-        assert_eq!(index.remove(EMPTY), None);
-        index.insert(5, 1);
-        assert_eq!(index.get(EMPTY), None);
-        assert_eq!(index.get(5), Some(1));
+        exercise(|step| u64::MAX - step * 7);
     }
 }

@@ -164,13 +164,14 @@ impl Orders {
     /// every id seen so far (the usual case: a sequencer's ids increase).
     #[inline]
     pub(crate) fn contains(&self, id: OrderId) -> bool {
-        id <= self.id_high_water && self.index.get(id).is_some()
+        id <= self.id_high_water && self.find(id).is_some()
     }
 
     /// The slot of a live order.
     #[inline]
     pub(crate) fn find(&self, id: OrderId) -> Option<u32> {
-        self.index.get(id)
+        let slots = &self.slots;
+        self.index.get(id, |oi| slots[oi as usize].id)
     }
 
     /// Stores `slot` and indexes it by id; it joins its owner's list later
@@ -304,7 +305,8 @@ impl Orders {
     /// Frees slot `oi` and forgets its id. The caller has unlinked it from its book.
     #[inline]
     pub(crate) fn release(&mut self, oi: u32) {
-        let removed = self.index.remove(self.slots[oi as usize].id);
+        let slots = &self.slots;
+        let removed = self.index.remove(slots[oi as usize].id, |oi| slots[oi as usize].id);
         debug_assert_eq!(removed, Some(oi), "Invariant: the id index points at the slot");
         self.free_slot(oi);
     }
@@ -314,7 +316,8 @@ impl Orders {
     /// one hash operation for the usual cancel.
     #[inline]
     pub(crate) fn unindex_owned(&mut self, id: OrderId, user: UserId) -> Option<u32> {
-        let oi = self.index.remove(id)?;
+        let slots = &self.slots;
+        let oi = self.index.remove(id, |oi| slots[oi as usize].id)?;
         if self.slots[oi as usize].user != user {
             self.index.insert(id, oi);
             return None;
@@ -343,8 +346,9 @@ impl Orders {
         if live != self.live || self.index.len() != self.live {
             return Err(format!("arena: {live} live slots, counter {}, index {}", self.live, self.index.len()));
         }
-        self.index.validate()?;
-        for (id, oi) in self.index.entries() {
+        let id_of = |oi: u32| self.slots.get(oi as usize).map_or(u64::MAX, |slot| slot.id);
+        self.index.validate(id_of)?;
+        for (id, oi) in self.index.entries(id_of) {
             match self.slots.get(oi as usize) {
                 Some(slot) if slot.live && slot.id == id => {}
                 _ => return Err(format!("arena: index entry for order {id} points at a wrong slot {oi}")),

@@ -14,11 +14,12 @@
 //!   lowest node that covers every key present; a key outside it adds parents
 //!   above (at most 10 in all). Prices within 64 ticks of each other live in
 //!   one leaf; within 4,096, under one node of height 1.
-//! - **Near the touch it is a ladder.** The best key and its leaf are cached:
-//!   finding or adding a level within the best leaf's 64 keys is a bit test
-//!   and an array index, the best is a read, and when the best level empties
-//!   the next is a leading-zero count in the same leaf (or a short walk up and
-//!   down). Only keys beyond that leaf walk from the root: height + 1 nodes.
+//! - **Near the touch it is a ladder.** The best key, its leaf and that
+//!   leaf's parent are cached: finding, adding or removing a level within the
+//!   best leaf's 64 keys is a bit test and an array index, within its
+//!   parent's 4,096 keys one step more; the best is a read, and when the best
+//!   level empties the next is a leading-zero count in the same leaf (or a
+//!   walk up and down). Only keys farther away walk from the root.
 //! - **Memory follows the keys present**: an empty side holds no node, and
 //!   neither does a side with one level (it is kept beside the root, as the
 //!   best); a second level builds the tree (one leaf, 264 bytes, for keys
@@ -68,7 +69,7 @@ pub struct RadixLevels {
     nodes: Vec<Node>,
     /// First free node, chained through `slots[0]`.
     free: u32,
-    /// `NIL` when the side is empty.
+    /// `NIL` when no level is in a node (the side is empty or `SOLE`).
     root: u32,
     root_height: u32,
     /// `prefix(key, root_height)` of every key present.
@@ -80,6 +81,8 @@ pub struct RadixLevels {
     best_key: u64,
     best_level: u32,
     best_leaf: u32,
+    /// The node of height 1 above `best_leaf` (`NIL` if the root is a leaf).
+    best_parent: u32,
 }
 
 /// `best_leaf` of a side whose only level is kept inline, not in a node.
@@ -97,8 +100,16 @@ impl Default for RadixLevels {
             best_key: 0,
             best_level: NIL,
             best_leaf: NIL,
+            best_parent: NIL,
         }
     }
+}
+
+/// Where a walk to a key starts: a node and its height.
+#[derive(Clone, Copy)]
+struct Start {
+    node: u32,
+    height: u32,
 }
 
 impl RadixLevels {
@@ -120,20 +131,30 @@ impl RadixLevels {
         self.free = node;
     }
 
+    /// The lowest cached node whose block holds `key`: the best leaf, its
+    /// parent, or the root (`None`: `key` is outside the tree). The tree
+    /// must exist (not `SOLE`).
+    #[inline]
+    fn start_for(&self, key: u64) -> Option<Start> {
+        if self.best_leaf != NIL {
+            if key >> BITS == self.best_key >> BITS {
+                return Some(Start { node: self.best_leaf, height: 0 });
+            }
+            if self.best_parent != NIL && key >> (2 * BITS) == self.best_key >> (2 * BITS) {
+                return Some(Start { node: self.best_parent, height: 1 });
+            }
+        }
+        (self.root != NIL && prefix(key, self.root_height) == self.root_prefix)
+            .then_some(Start { node: self.root, height: self.root_height })
+    }
+
     /// The leaf that holds (or would hold) `key`, if it exists.
     #[inline]
     fn leaf_of(&self, key: u64) -> Option<u32> {
-        debug_assert!(self.best_leaf != SOLE, "Invariant: a sole level is handled before the tree is searched");
-        if self.best_leaf != NIL && key >> BITS == self.best_key >> BITS {
-            return Some(self.best_leaf);
-        }
-        if self.root == NIL || prefix(key, self.root_height) != self.root_prefix {
-            return None;
-        }
-        let mut node = self.root;
-        for height in (1..=self.root_height).rev() {
+        let Start { mut node, height } = self.start_for(key)?;
+        for h in (1..=height).rev() {
             let n = &self.nodes[node as usize];
-            let i = index(key, height);
+            let i = index(key, h);
             if n.bits & (1 << i) == 0 {
                 return None;
             }
@@ -151,214 +172,124 @@ impl RadixLevels {
             let p = &mut self.nodes[parent as usize];
             p.bits = 1 << i;
             p.slots[i] = self.root;
+            if self.root_height == 0 && self.best_leaf == self.root {
+                self.best_parent = parent;
+            }
             self.root = parent;
             self.root_height += 1;
             self.root_prefix = if BITS * (self.root_height + 1) >= 64 { 0 } else { self.root_prefix >> BITS };
         }
     }
 
-    /// The leaf for `key`, created (with any nodes on the way) if needed.
-    fn leaf_for_insert(&mut self, key: u64) -> u32 {
+    /// The leaf for `key` and its parent (`NIL` if the leaf is the root),
+    /// created (with any nodes on the way) if needed.
+    fn leaf_for_insert(&mut self, key: u64) -> (u32, u32) {
         if self.root == NIL {
             self.root = self.alloc();
             self.root_height = 0;
             self.root_prefix = prefix(key, 0);
-            return self.root;
+            return (self.root, NIL);
         }
-        self.grow_to(key);
-        let mut node = self.root;
-        for height in (1..=self.root_height).rev() {
-            let i = index(key, height);
+        let Start { mut node, height } = match self.start_for(key) {
+            Some(start) => start,
+            None => {
+                self.grow_to(key);
+                Start { node: self.root, height: self.root_height }
+            }
+        };
+        let mut parent = if height == 0 { self.best_parent } else { NIL };
+        for h in (1..=height).rev() {
+            let i = index(key, h);
             if self.nodes[node as usize].bits & (1 << i) == 0 {
                 let child = self.alloc();
                 let n = &mut self.nodes[node as usize];
                 n.bits |= 1 << i;
                 n.slots[i] = child;
             }
+            if h == 1 {
+                parent = node;
+            }
             node = self.nodes[node as usize].slots[i];
         }
-        node
+        (node, parent)
     }
 
-    /// The greatest key, its level and its leaf, by walking down the
-    /// highest children from the root.
-    fn find_best(&self) -> Option<(u64, u32, u32)> {
+    /// Caches the greatest key, its level, leaf and the leaf's parent, by
+    /// walking down the highest children from the root.
+    fn set_best(&mut self) {
         if self.root == NIL {
-            return None;
+            (self.best_key, self.best_level, self.best_leaf, self.best_parent) = (0, NIL, NIL, NIL);
+            return;
         }
-        let (mut node, mut key) = (self.root, self.root_prefix);
-        for _ in 0..self.root_height {
+        let (mut node, mut key, mut parent) = (self.root, self.root_prefix, NIL);
+        for h in (1..=self.root_height).rev() {
             let n = &self.nodes[node as usize];
-            let i = highest_below(n.bits, 64)?;
+            let i = 63 - n.bits.leading_zeros() as usize;
+            debug_assert!(n.bits != 0, "Invariant: no empty node is kept");
             key = (key << BITS) | i as u64;
+            if h == 1 {
+                parent = node;
+            }
             node = n.slots[i];
         }
         let leaf = &self.nodes[node as usize];
-        let i = highest_below(leaf.bits, 64)?;
-        Some(((key << BITS) | i as u64, leaf.slots[i], node))
+        let i = 63 - leaf.bits.leading_zeros() as usize;
+        (self.best_key, self.best_level, self.best_leaf, self.best_parent) =
+            ((key << BITS) | i as u64, leaf.slots[i], node, parent);
     }
 
-    fn set_best(&mut self) {
-        match self.find_best() {
-            Some((key, level, leaf)) => (self.best_key, self.best_level, self.best_leaf) = (key, level, leaf),
-            None => (self.best_key, self.best_level, self.best_leaf) = (0, NIL, NIL),
-        }
-    }
-
-    /// Takes `key` out of the tree (it is present), freeing the nodes it
-    /// leaves empty; returns its level.
-    fn take_out(&mut self, key: u64) -> u32 {
-        // The path from the root: (node, slot index) per height, root first.
+    /// Takes `key` out of the tree if it is there, freeing the nodes it
+    /// leaves empty; returns its level. Never the best's leaf emptying: the
+    /// best is removed through `remove_best`.
+    fn take_out(&mut self, key: u64) -> Option<u32> {
+        let Start { mut node, height: start } = self.start_for(key)?;
+        // The path from the start: (node, slot index) per height.
         let mut path = [(NIL, 0usize); HEIGHT_MAX as usize + 1];
-        let mut node = self.root;
-        for height in (1..=self.root_height).rev() {
-            let i = index(key, height);
-            path[height as usize] = (node, i);
-            node = self.nodes[node as usize].slots[i];
+        for h in (1..=start).rev() {
+            let i = index(key, h);
+            let n = &self.nodes[node as usize];
+            if n.bits & (1 << i) == 0 {
+                return None;
+            }
+            path[h as usize] = (node, i);
+            node = n.slots[i];
         }
         let i = index(key, 0);
         let leaf = &mut self.nodes[node as usize];
-        debug_assert!(leaf.bits & (1 << i) != 0, "Invariant: the key is present");
+        if leaf.bits & (1 << i) == 0 {
+            return None;
+        }
         leaf.bits &= !(1 << i);
         let level = leaf.slots[i];
-        // Free the nodes left empty, bottom up; the root goes last of all.
-        let mut height = 0;
+        self.len -= 1;
+        // Free the nodes left empty, bottom up. A walk that started below the
+        // root started at a node holding the best, which stays.
+        let mut h = 0;
         while self.nodes[node as usize].bits == 0 {
+            debug_assert!(h < start || start == self.root_height, "Invariant: the best's ancestors stay");
             self.release(node);
-            if height == self.root_height {
+            if h == self.root_height {
                 self.root = NIL;
                 break;
             }
-            height += 1;
-            let (parent, i) = path[height as usize];
+            h += 1;
+            let (parent, i) = path[h as usize];
             self.nodes[parent as usize].bits &= !(1 << i);
             node = parent;
         }
-        self.len -= 1;
-        level
-    }
-}
-
-impl PriceLevels for RadixLevels {
-    const NAME: &'static str = "radix";
-
-    #[inline]
-    fn best(&self) -> Option<(u64, u32)> {
-        (self.best_leaf != NIL).then_some((self.best_key, self.best_level))
-    }
-
-    #[inline]
-    fn get(&self, key: u64) -> Option<u32> {
-        if self.best_leaf == SOLE {
-            return (key == self.best_key).then_some(self.best_level);
-        }
-        let leaf = &self.nodes[self.leaf_of(key)? as usize];
-        let i = index(key, 0);
-        (leaf.bits & (1 << i) != 0).then(|| leaf.slots[i])
-    }
-
-    #[inline]
-    fn get_or_insert_with(&mut self, key: u64, make: impl FnOnce() -> u32) -> u32 {
-        if self.best_leaf == NIL && self.root == NIL {
-            // The first level: kept inline, no node yet.
-            let level = make();
-            (self.best_key, self.best_level, self.best_leaf) = (key, level, SOLE);
-            self.len = 1;
-            return level;
-        }
-        if self.best_leaf == SOLE {
-            if key == self.best_key {
-                return self.best_level;
-            }
-            self.build_tree_of_sole();
-        }
-        let leaf = match self.leaf_of(key) {
-            Some(leaf) => leaf,
-            None => self.leaf_for_insert(key),
-        };
-        let i = index(key, 0);
-        let n = &mut self.nodes[leaf as usize];
-        if n.bits & (1 << i) != 0 {
-            return n.slots[i];
-        }
-        let level = make();
-        n.bits |= 1 << i;
-        n.slots[i] = level;
-        self.len += 1;
-        if self.best_leaf == NIL || key > self.best_key {
-            (self.best_key, self.best_level, self.best_leaf) = (key, level, leaf);
-        }
-        level
-    }
-
-    #[inline]
-    fn remove(&mut self, key: u64) -> Option<u32> {
-        if self.best_leaf != NIL && key == self.best_key {
-            return self.remove_best();
-        }
-        if self.best_leaf == SOLE {
-            return None;
-        }
-        let leaf = &self.nodes[self.leaf_of(key)? as usize];
-        if leaf.bits & (1 << index(key, 0)) == 0 {
-            return None;
-        }
-        Some(self.take_out(key))
-    }
-
-    #[inline]
-    fn remove_best(&mut self) -> Option<u32> {
-        if self.best_leaf == NIL {
-            return None;
-        }
-        if self.best_leaf == SOLE {
-            let level = self.best_level;
-            (self.best_key, self.best_level, self.best_leaf) = (0, NIL, NIL);
-            self.len = 0;
-            return Some(level);
-        }
-        let (key, leaf) = (self.best_key, self.best_leaf);
-        let i = index(key, 0);
-        // The common case: the next best is in the same leaf.
-        let n = &mut self.nodes[leaf as usize];
-        if let Some(next) = highest_below(n.bits, i) {
-            n.bits &= !(1 << i);
-            let level = n.slots[i];
-            self.best_key = (key & !63) | next as u64;
-            self.best_level = n.slots[next];
-            self.len -= 1;
-            return Some(level);
-        }
-        let level = self.take_out(key);
-        self.set_best();
         Some(level)
     }
 
-    fn len(&self) -> usize {
-        self.len
-    }
-
-    fn iter_best_first(&self) -> impl Iterator<Item = (u64, u32)> + '_ {
-        let sole = (self.best_leaf == SOLE).then_some((self.best_key, self.best_level));
-        sole.into_iter().chain(self.iter_tree())
-    }
-
-    fn reserve(&mut self, additional: usize) {
-        // A level in a fresh leaf takes a node; nearby levels share it.
-        self.nodes.reserve(additional.div_ceil(16));
-    }
-}
-
-impl RadixLevels {
     /// Puts the sole level, kept inline, into a tree (a second level is coming).
     fn build_tree_of_sole(&mut self) {
         let (key, level) = (self.best_key, self.best_level);
-        let leaf = self.leaf_for_insert(key);
+        self.best_leaf = NIL;
+        let (leaf, parent) = self.leaf_for_insert(key);
         let i = index(key, 0);
         let n = &mut self.nodes[leaf as usize];
         n.bits |= 1 << i;
         n.slots[i] = level;
-        self.best_leaf = leaf;
+        (self.best_leaf, self.best_parent) = (leaf, parent);
     }
 
     /// Every level in the tree, best first.
@@ -394,5 +325,123 @@ impl RadixLevels {
             }
             None
         })
+    }
+}
+
+impl PriceLevels for RadixLevels {
+    const NAME: &'static str = "radix";
+
+    #[inline]
+    fn best(&self) -> Option<(u64, u32)> {
+        (self.best_leaf != NIL).then_some((self.best_key, self.best_level))
+    }
+
+    #[inline]
+    fn get(&self, key: u64) -> Option<u32> {
+        if self.best_leaf == SOLE {
+            return (key == self.best_key).then_some(self.best_level);
+        }
+        let leaf = &self.nodes[self.leaf_of(key)? as usize];
+        let i = index(key, 0);
+        (leaf.bits & (1 << i) != 0).then(|| leaf.slots[i])
+    }
+
+    #[inline]
+    fn get_or_insert_with(&mut self, key: u64, make: impl FnOnce() -> u32) -> u32 {
+        if self.best_leaf == NIL {
+            // The first level: kept inline, no node yet.
+            let level = make();
+            (self.best_key, self.best_level, self.best_leaf, self.best_parent) = (key, level, SOLE, NIL);
+            self.len = 1;
+            return level;
+        }
+        if self.best_leaf == SOLE {
+            if key == self.best_key {
+                return self.best_level;
+            }
+            self.build_tree_of_sole();
+        }
+        // Within the best leaf: a bit test (the usual case, no walk).
+        let (leaf, parent) = if key >> BITS == self.best_key >> BITS {
+            (self.best_leaf, self.best_parent)
+        } else {
+            self.leaf_for_insert(key)
+        };
+        let i = index(key, 0);
+        let n = &mut self.nodes[leaf as usize];
+        if n.bits & (1 << i) != 0 {
+            return n.slots[i];
+        }
+        let level = make();
+        n.bits |= 1 << i;
+        n.slots[i] = level;
+        self.len += 1;
+        if key > self.best_key {
+            (self.best_key, self.best_level, self.best_leaf, self.best_parent) = (key, level, leaf, parent);
+        }
+        level
+    }
+
+    #[inline]
+    fn remove(&mut self, key: u64) -> Option<u32> {
+        if self.best_leaf == NIL {
+            return None;
+        }
+        if key == self.best_key {
+            return self.remove_best();
+        }
+        if self.best_leaf == SOLE {
+            return None;
+        }
+        self.take_out(key)
+    }
+
+    #[inline]
+    fn remove_best(&mut self) -> Option<u32> {
+        if self.best_leaf == NIL {
+            return None;
+        }
+        if self.best_leaf == SOLE {
+            let level = self.best_level;
+            (self.best_key, self.best_level, self.best_leaf, self.best_parent) = (0, NIL, NIL, NIL);
+            self.len = 0;
+            return Some(level);
+        }
+        let (key, leaf) = (self.best_key, self.best_leaf);
+        let i = index(key, 0);
+        let n = &mut self.nodes[leaf as usize];
+        n.bits &= !(1 << i);
+        let level = n.slots[i];
+        self.len -= 1;
+        // The common case: the next best is in the same leaf.
+        if n.bits != 0 {
+            let next = 63 - n.bits.leading_zeros() as usize;
+            self.best_key = (key & !63) | next as u64;
+            self.best_level = n.slots[next];
+            return Some(level);
+        }
+        // The leaf emptied: free it (and any ancestor it leaves empty),
+        // then find the best again from the root.
+        n.bits |= 1 << i;
+        self.len += 1;
+        (self.best_leaf, self.best_parent) = (NIL, NIL);
+        let taken = self.take_out(key);
+        debug_assert_eq!(taken, Some(level), "Invariant: the best is in the tree");
+        self.set_best();
+        Some(level)
+    }
+
+    fn len(&self) -> usize {
+        self.len
+    }
+
+    fn iter_best_first(&self) -> impl Iterator<Item = (u64, u32)> + '_ {
+        let sole = (self.best_leaf == SOLE).then_some((self.best_key, self.best_level));
+        sole.into_iter().chain(self.iter_tree())
+    }
+
+    fn reserve(&mut self, additional: usize) {
+        // A level in a fresh leaf takes a node; nearby levels share it.
+        self.nodes.reserve(additional.div_ceil(16));
     }
 }

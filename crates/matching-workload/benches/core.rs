@@ -34,7 +34,7 @@ use std::time::{Duration, Instant};
 use criterion::measurement::WallTime;
 use criterion::{BatchSize, BenchmarkGroup, Criterion, Throughput, criterion_group, criterion_main};
 use matching_core::{
-    Action, BTreeLevels, Command, Config, Event, EventSink, Exchange, LadderLevels, NewOrder, PriceLevels,
+    Action, BTreeLevels, Command, Config, Event, EventSink, Exchange, LadderLevels, NewOrder, PriceLevels, RadixLevels,
     RestingOrder, Side, SortedVecLevels, Tif,
 };
 use matching_workload::{MID_START_TICKS, Scenario, generate, standing_book, symbol};
@@ -251,6 +251,10 @@ macro_rules! per_structure {
             type $levels = LadderLevels;
             $body;
         }
+        {
+            type $levels = RadixLevels;
+            $body;
+        }
         $group.finish();
     }};
 }
@@ -317,5 +321,114 @@ fn mass_cancel(c: &mut Criterion) {
     group.finish();
 }
 
-criterion_group!(core, benches, mass_cancel);
+/// `n` resting buys, each a tick below the last (every one a new level at
+/// the far end of the book), into an empty book: time per order.
+fn far_prices(c: &mut Criterion) {
+    fn lay<L: PriceLevels>(n: u64) -> Duration {
+        let config = Config { orders_preallocated: n as usize, ..Config::default() };
+        let mut exchange = Exchange::<L>::with_levels(config);
+        let mut sink = Fold::default();
+        let started = Instant::now();
+        for i in 1..=n {
+            let order = NewOrder::limit(i, 1, symbol(), Side::Buy, 10_000_000 - i, 1);
+            exchange.process(&Command::new(i, Action::New(order)), &mut sink);
+        }
+        let elapsed = started.elapsed();
+        black_box(sink.0);
+        elapsed
+    }
+    let mut group = c.benchmark_group("far_prices");
+    group.sample_size(10);
+    for n in [20_000u64, 200_000] {
+        group.throughput(Throughput::Elements(n));
+        group.bench_function(format!("radix_{n}"), |b| {
+            b.iter_custom(|iters| (0..iters).map(|_| lay::<RadixLevels>(n)).sum())
+        });
+        group.bench_function(format!("btree_{n}"), |b| {
+            b.iter_custom(|iters| (0..iters).map(|_| lay::<BTreeLevels>(n)).sum())
+        });
+    }
+    // The window and the sorted vector move every level below the touch: quadratic, so only the small book.
+    group.bench_function("ladder_20000", |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| lay::<LadderLevels>(20_000)).sum())
+    });
+    group.bench_function("sorted-vec_20000", |b| {
+        b.iter_custom(|iters| (0..iters).map(|_| lay::<SortedVecLevels>(20_000)).sum())
+    });
+    group.finish();
+}
+
+/// Resting orders added and cancelled with ids in three orders: increasing
+/// (a sequencer's), a random permutation (client-chosen), and a stride of
+/// 196,608 (timestamps): time per add + cancel, on a book of 10,000 others.
+fn id_orders(c: &mut Criterion) {
+    const N: u64 = 10_000;
+    type IdOf = Box<dyn Fn(u64) -> u64>;
+    let patterns: [(&str, IdOf); 3] = [
+        ("increasing", Box::new(|i| FRESH_ID + i)),
+        ("random", Box::new(|i| FRESH_ID + (i.wrapping_mul(0x9E37_79B9_7F4A_7C15) >> 24))),
+        ("stride_196608", Box::new(|i| FRESH_ID + i * 196_608)),
+    ];
+    let book = standing_book(BOOK_ORDERS, SEED);
+    // Reported per order: one add and one cancel.
+    let mut group = c.benchmark_group("ids_in_any_order");
+    group.throughput(Throughput::Elements(1));
+    for (name, id) in &patterns {
+        let adds: Vec<Command> = (0..N)
+            .map(|i| {
+                let side = if i % 2 == 0 { Side::Buy } else { Side::Sell };
+                let price = if side == Side::Buy { MID_START_TICKS - 1 - i % 50 } else { MID_START_TICKS + 1 + i % 50 };
+                Command::new(id(i), Action::New(NewOrder::limit(id(i), 3, symbol(), side, price, 1)))
+            })
+            .collect();
+        let cancels: Vec<Command> =
+            (0..N).map(|i| Command::new(id(i), Action::Cancel { user: 3, order_id: id(i) })).collect();
+        let base = exchange_of::<RadixLevels>(&book);
+        group.bench_function(*name, |b| {
+            b.iter_custom(|iters| {
+                let mut exchange = base.clone();
+                let mut sink = Fold::default();
+                let started = Instant::now();
+                for _ in 0..iters.div_ceil(N) {
+                    adds.iter().for_each(|c| exchange.process(c, &mut sink));
+                    cancels.iter().for_each(|c| exchange.process(c, &mut sink));
+                }
+                black_box(sink.0);
+                started.elapsed().mul_f64(iters as f64 / (iters.div_ceil(N) * N) as f64)
+            })
+        });
+    }
+    group.finish();
+}
+
+/// `decode_state` of a book of `levels` levels a side (one order each):
+/// linear in the book for the trie and the B-tree.
+fn decode(c: &mut Criterion) {
+    let mut group = c.benchmark_group("decode_state");
+    group.sample_size(10);
+    for levels in [20_000u64, 80_000] {
+        let mut exchange = Exchange::new(Config { orders_preallocated: 2 * levels as usize, ..Config::default() });
+        for i in 1..=levels {
+            for (k, side, price) in [(0, Side::Buy, 1_000_000 - i), (1, Side::Sell, 1_000_000 + i)] {
+                let id = 2 * i + k;
+                exchange.process(
+                    &Command::new(id, Action::New(NewOrder::limit(id, 1, symbol(), side, price, 1))),
+                    &mut Fold::default(),
+                );
+            }
+        }
+        let bytes = exchange.encode_state();
+        let config = Config { orders_preallocated: 2 * levels as usize, ..Config::default() };
+        group.throughput(Throughput::Elements(2 * levels));
+        group.bench_function(format!("radix_{levels}"), |b| {
+            b.iter(|| black_box(Exchange::<RadixLevels>::decode_state(config.clone(), &bytes).map(|e| e.order_count())))
+        });
+        group.bench_function(format!("btree_{levels}"), |b| {
+            b.iter(|| black_box(Exchange::<BTreeLevels>::decode_state(config.clone(), &bytes).map(|e| e.order_count())))
+        });
+    }
+    group.finish();
+}
+
+criterion_group!(core, benches, mass_cancel, far_prices, id_orders, decode);
 criterion_main!(core);
