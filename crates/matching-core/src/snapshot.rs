@@ -280,8 +280,9 @@ impl<L: PriceLevels> Exchange<L> {
                 None => exchange.create_book(symbol),
             };
             let last_trade_id = r.u64()?;
-            // Trade ids are JSON integers like every other value: at most 2^53 - 1.
-            if last_trade_id > VALUE_MAX {
+            // Trade ids are JSON integers like every other value: at most
+            // 2^53 - 1, and the book must be able to give the next one.
+            if last_trade_id >= VALUE_MAX {
                 return Err(r.error(&format!("last trade id {last_trade_id} out of range")));
             }
             let status = read_status(&mut r)?;

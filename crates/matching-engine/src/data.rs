@@ -2,7 +2,7 @@
 //! a running engine.
 
 use std::io::Write;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use anyhow::Context;
@@ -14,21 +14,67 @@ use matching_proto::json;
 
 use crate::replay::report_recovery;
 
-/// The engine layout recovery must match (the same as the run that wrote it).
+/// The data directory, and (for a directory written before manifests) the
+/// layout of the run that wrote it; a directory with a manifest knows its
+/// own, and a flag that contradicts it is refused.
 #[derive(clap::Args)]
 pub struct Layout {
     /// The data directory.
     #[arg(long)]
     data: PathBuf,
-    /// Shards of the run that wrote it (limits are per shard).
-    #[arg(long, default_value_t = 1)]
-    shards: usize,
-    /// `--orders-max` of that run.
-    #[arg(long, default_value_t = Config::default().orders_max)]
-    orders_max: usize,
-    /// `--symbols-max` of that run.
-    #[arg(long, default_value_t = Config::default().symbols_max)]
-    symbols_max: usize,
+    /// Shards of the run that wrote it (limits are per shard); default: the
+    /// directory's, else 1.
+    #[arg(long)]
+    shards: Option<usize>,
+    /// `--orders-max` of that run; default: the directory's.
+    #[arg(long)]
+    orders_max: Option<usize>,
+    /// `--symbols-max` of that run; default: the directory's.
+    #[arg(long)]
+    symbols_max: Option<usize>,
+}
+
+/// The layout recorded in the manifest of the data directory `dir`, if it
+/// has one.
+pub fn stored_layout(dir: &Path) -> anyhow::Result<Option<matching_journal::Layout>> {
+    let path = dir.join(matching_journal::MANIFEST_FILE);
+    match std::fs::read(&path) {
+        Ok(bytes) => matching_journal::Manifest::decode(&bytes)
+            .map(|manifest| Some(manifest.layout))
+            .map_err(|reason| anyhow::anyhow!("{} is damaged: {reason}; refusing to start", path.display())),
+        Err(error) if error.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(error).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+/// An engine configuration with the layout a run asks for: each setting
+/// from its flag when given, else from the data directory's manifest, else
+/// the default. (A flag that contradicts the manifest is then refused by
+/// the engine, naming it.)
+pub fn layout_config(
+    dir: Option<&Path>,
+    shards: Option<usize>,
+    orders_max: Option<usize>,
+    symbols_max: Option<usize>,
+) -> anyhow::Result<EngineConfig> {
+    let stored = match dir {
+        Some(dir) => stored_layout(dir)?,
+        None => None,
+    };
+    let defaults = EngineConfig::default();
+    let stored_or = |get: fn(&matching_journal::Layout) -> usize, default: usize| stored.as_ref().map_or(default, get);
+    Ok(EngineConfig {
+        shards: shards.unwrap_or(stored_or(|l| l.shards, 1)),
+        exchange: Config {
+            orders_max: orders_max.unwrap_or(stored_or(|l| l.orders_max, defaults.exchange.orders_max)),
+            symbols_max: symbols_max.unwrap_or(stored_or(|l| l.symbols_max, defaults.exchange.symbols_max)),
+            instruments: stored.as_ref().and_then(|l| l.instruments.clone()),
+            ..Config::default()
+        },
+        route_window: stored_or(|l| l.route_window, defaults.route_window),
+        symbol_shards: stored.as_ref().map(|l| l.symbol_shards.clone()).unwrap_or_default(),
+        ..defaults
+    })
 }
 
 impl Layout {
@@ -40,12 +86,8 @@ impl Layout {
     }
 
     fn config(&self) -> anyhow::Result<EngineConfig> {
-        Ok(EngineConfig {
-            shards: self.shards,
-            exchange: Config { orders_max: self.orders_max, symbols_max: self.symbols_max, ..Config::default() },
-            durability: Some(Durability::new(Arc::new(self.storage()?))),
-            ..EngineConfig::default()
-        })
+        let config = layout_config(Some(&self.data), self.shards, self.orders_max, self.symbols_max)?;
+        Ok(EngineConfig { durability: Some(Durability::new(Arc::new(self.storage()?))), ..config })
     }
 }
 
@@ -75,13 +117,16 @@ pub fn recover(args: RecoverArgs) -> anyhow::Result<()> {
 
 #[derive(clap::Subcommand)]
 pub enum JournalCommand {
-    /// Print every segment, record and snapshot, one JSON object a line.
+    /// Print the manifest, every segment, record and snapshot, one JSON
+    /// object a line; flag damage and a gap between segments.
     Inspect {
         /// The data directory.
-        dir: PathBuf,
+        #[arg(long)]
+        data: PathBuf,
     },
-    /// Check every checksum, the chain and the join with the snapshots,
-    /// without changing anything; exit 1 on corruption.
+    /// Check every checksum, the chain, the manifest and the join with the
+    /// snapshots, without changing anything; exit 1 on corruption, a gap,
+    /// or a snapshot it had to pass over.
     Verify {
         #[command(flatten)]
         layout: Layout,
@@ -90,7 +135,10 @@ pub enum JournalCommand {
 
 pub fn journal(command: JournalCommand) -> anyhow::Result<()> {
     match command {
-        JournalCommand::Inspect { dir } => {
+        JournalCommand::Inspect { data: dir } => {
+            if !dir.is_dir() {
+                anyhow::bail!("{} is not a directory", dir.display());
+            }
             let storage = FsStorage::open(&dir).with_context(|| format!("cannot open {}", dir.display()))?;
             match inspect(&storage, &mut std::io::stdout().lock()) {
                 // A reader that stopped early (`| head`) is not an error.
@@ -106,20 +154,60 @@ pub fn journal(command: JournalCommand) -> anyhow::Result<()> {
                 .torn_tail
                 .as_ref()
                 .map_or(String::new(), |t| format!(",\"torn_tail\":{{\"file\":{:?},\"offset\":{}}}", t.file, t.offset));
+            let skipped = &report.skipped_snapshots;
+            let passed_over = if skipped.is_empty() {
+                String::new()
+            } else {
+                let list: Vec<String> = skipped.iter().map(|(file, why)| format!("[{file:?},{why:?}]")).collect();
+                format!(",\"snapshots_passed_over\":[{}]", list.join(","))
+            };
             println!(
-                "{{\"ok\":true,\"last_seq\":{},\"state_hash\":\"{:016x}\",\"records\":{}{torn}}}",
+                "{{\"ok\":{},\"last_seq\":{},\"state_hash\":\"{:016x}\",\"records\":{}{torn}{passed_over}}}",
+                skipped.is_empty(),
                 report.last_seq,
                 hash_books(&mut parts),
                 report.records_applied
             );
+            if !skipped.is_empty() {
+                anyhow::bail!("{} damaged snapshot(s): recovery would fall back past them", skipped.len());
+            }
             Ok(())
         }
     }
 }
 
 fn inspect(storage: &FsStorage, out: &mut impl Write) -> std::io::Result<()> {
+    // The seq the next segment should start at, from the last one read.
+    let mut next_first_seq: Option<u64> = None;
     for name in storage.list()? {
         let bytes = storage.read(&name)?;
+        if name == matching_journal::MANIFEST_FILE {
+            match matching_journal::Manifest::decode(&bytes) {
+                Ok(manifest) => {
+                    let layout = &manifest.layout;
+                    writeln!(
+                        out,
+                        "{{\"manifest\":{name:?},\"shards\":{},\"orders_max\":{},\"symbols_max\":{},\"route_window\":{},\"newest_segment\":{}}}",
+                        layout.shards,
+                        layout.orders_max,
+                        layout.symbols_max,
+                        layout.route_window,
+                        manifest.newest_segment.map_or("null".to_string(), |seq| seq.to_string())
+                    )?;
+                    if let Some(seq) = manifest.newest_segment
+                        && !storage.list()?.contains(&matching_journal::segment_name(seq))
+                    {
+                        writeln!(
+                            out,
+                            "{{\"missing\":{:?},\"newest_segment\":true}}",
+                            matching_journal::segment_name(seq)
+                        )?;
+                    }
+                }
+                Err(reason) => writeln!(out, "{{\"manifest\":{name:?},\"damaged\":{reason:?}}}")?,
+            }
+            continue;
+        }
         if name.starts_with("snapshot-") {
             match format::parse_snapshot(&bytes) {
                 Ok((seq, hash, body)) => writeln!(
@@ -141,6 +229,15 @@ fn inspect(storage: &FsStorage, out: &mut impl Write) -> std::io::Result<()> {
                 continue;
             }
         };
+        if let Some(expected) = next_first_seq
+            && expected != first_seq
+        {
+            writeln!(
+                out,
+                "{{\"gap\":{{\"expected_first_seq\":{expected},\"segment\":{name:?},\"first_seq\":{first_seq}}}}}"
+            )?;
+        }
+        next_first_seq = Some(first_seq);
         writeln!(
             out,
             "{{\"segment\":{name:?},\"first_seq\":{first_seq},\"chain_in\":{chain_in},\"bytes\":{}}}",
@@ -173,6 +270,7 @@ fn inspect(storage: &FsStorage, out: &mut impl Write) -> std::io::Result<()> {
             }
             writeln!(out, "{line}}}")?;
             link = record.chain_crc;
+            next_first_seq = record.seq.checked_add(1);
         }
     }
     Ok(())

@@ -8,7 +8,7 @@ use std::io::{self, BufRead, BufReader, Write};
 use std::path::PathBuf;
 
 use anyhow::Context;
-use matching_core::{Command, Config, Event, EventSink, Exchange};
+use matching_core::{Command, Event, EventSink, Exchange};
 use std::sync::Arc;
 
 use matching_journal::storage::FsStorage;
@@ -34,15 +34,19 @@ pub struct Args {
     /// Also write the final book: one line per symbol with resting orders.
     #[arg(long)]
     book: Option<PathBuf>,
-    /// Most resting orders over all books (beyond it: `too_many_orders`).
-    #[arg(long, default_value_t = Config::default().orders_max)]
-    orders_max: usize,
-    /// Most symbols (beyond it: `too_many_symbols`).
-    #[arg(long, default_value_t = Config::default().symbols_max)]
-    symbols_max: usize,
+    /// Most resting orders over all books (beyond it: `too_many_orders`);
+    /// default 10,000,000, or what the `--data` directory was made with.
+    #[arg(long)]
+    orders_max: Option<usize>,
+    /// Most symbols (beyond it: `too_many_symbols`); default 100,000, or
+    /// what the `--data` directory was made with.
+    #[arg(long)]
+    symbols_max: Option<usize>,
     /// Run through the multi-core engine with this many shard threads
     /// (the output is byte-identical to the single-threaded run). The
-    /// limits above then apply per shard.
+    /// limits above then apply per shard. With `--data`, default: what the
+    /// directory was made with. A data directory keeps its layout: a flag
+    /// that contradicts it is refused.
     #[arg(long)]
     shards: Option<usize>,
     /// How engine threads wait (with --shards).
@@ -125,14 +129,14 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         None => Box::new(io::stdout()),
         Some(path) => Box::new(File::create(path).with_context(|| format!("cannot create output {}", path.display()))?),
     };
-    let config = Config { orders_max: args.orders_max, symbols_max: args.symbols_max, ..Config::default() };
+    let layout = crate::data::layout_config(args.data.as_deref(), args.shards, args.orders_max, args.symbols_max)?;
     let exchanges = match (args.shards, &args.data) {
         (None, None) => {
-            let mut exchange: Exchange = Exchange::new(config);
+            let mut exchange: Exchange = Exchange::new(layout.exchange);
             replay(input, output, &mut exchange)?;
             vec![exchange]
         }
-        (shards, data) => {
+        (_, data) => {
             let durability = match data {
                 Some(dir) => {
                     if args.fsync == FsyncChoice::Off {
@@ -147,14 +151,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
                 }
                 None => None,
             };
-            let config = EngineConfig {
-                shards: shards.unwrap_or(1),
-                exchange: config,
-                wait: args.wait.into(),
-                clock: Clock::Zero,
-                durability,
-                ..EngineConfig::default()
-            };
+            let config = EngineConfig { wait: args.wait.into(), clock: Clock::Zero, durability, ..layout };
             replay_sharded(input, output, config, args.snapshot_every)?
         }
     };
@@ -323,23 +320,36 @@ fn next_command(
     line: &mut Vec<u8>,
     new_order_id: matching_core::OrderId,
 ) -> io::Result<Option<Result<matching_core::Action, json::ParseReject>>> {
-    while let Some(complete) = read_line_bounded(input, line, LINE_BYTES_MAX)? {
-        if !complete {
-            return Ok(Some(Err(json::TOO_LONG)));
-        }
-        if !line.iter().all(u8::is_ascii_whitespace) {
-            return Ok(Some(json::parse_command(line, new_order_id)));
+    while let Some(read) = read_line_bounded(input, line, LINE_BYTES_MAX)? {
+        match read {
+            // Blank, however long: skipped, no seq.
+            Line::Blank => {}
+            Line::TooLong => return Ok(Some(Err(json::TOO_LONG))),
+            Line::Complete => return Ok(Some(json::parse_command(line, new_order_id))),
         }
     }
     Ok(None)
 }
 
+/// What [`read_line_bounded`] read.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+enum Line {
+    /// A line within the limit, in the buffer.
+    Complete,
+    /// A line over the limit that is not all whitespace (not kept).
+    TooLong,
+    /// A line of whitespace only, of any length (not kept).
+    Blank,
+}
+
 /// Reads one line (without its `\n`) into `line`, keeping at most `max`
-/// bytes of it. `Ok(None)` at end of input; `Ok(Some(false))` when the line
-/// was longer than `max` (the rest is read and dropped).
-fn read_line_bounded(input: &mut impl BufRead, line: &mut Vec<u8>, max: usize) -> io::Result<Option<bool>> {
+/// bytes of it. `Ok(None)` at end of input; a line over `max` bytes is
+/// read to its end and dropped: `TooLong`, or `Blank` if it held only
+/// whitespace (so a blank line never takes a seq, whatever its length).
+fn read_line_bounded(input: &mut impl BufRead, line: &mut Vec<u8>, max: usize) -> io::Result<Option<Line>> {
     line.clear();
     let mut complete = true;
+    let mut blank = true;
     let mut read_any = false;
     loop {
         let available = match input.fill_buf() {
@@ -348,13 +358,14 @@ fn read_line_bounded(input: &mut impl BufRead, line: &mut Vec<u8>, max: usize) -
             Err(e) => return Err(e),
         };
         if available.is_empty() {
-            return Ok(if read_any { Some(complete) } else { None });
+            return Ok(read_any.then(|| classify(complete, blank)));
         }
         read_any = true;
         let (chunk, found) = match available.iter().position(|&b| b == b'\n') {
             Some(i) => (&available[..i], Some(i + 1)),
             None => (available, None),
         };
+        blank = blank && chunk.iter().all(u8::is_ascii_whitespace);
         if complete {
             if line.len() + chunk.len() <= max {
                 line.extend_from_slice(chunk);
@@ -366,8 +377,16 @@ fn read_line_bounded(input: &mut impl BufRead, line: &mut Vec<u8>, max: usize) -
         let used = found.unwrap_or(available.len());
         input.consume(used);
         if found.is_some() {
-            return Ok(Some(complete));
+            return Ok(Some(classify(complete, blank)));
         }
+    }
+}
+
+fn classify(complete: bool, blank: bool) -> Line {
+    match (complete, blank) {
+        (_, true) => Line::Blank,
+        (false, false) => Line::TooLong,
+        (true, false) => Line::Complete,
     }
 }
 
@@ -375,12 +394,12 @@ fn read_line_bounded(input: &mut impl BufRead, line: &mut Vec<u8>, max: usize) -
 mod tests {
     use super::*;
 
-    fn lines(input: &[u8], max: usize) -> Vec<(Vec<u8>, bool)> {
+    fn lines(input: &[u8], max: usize) -> Vec<(Vec<u8>, Line)> {
         let mut reader = BufReader::with_capacity(4, input);
         let mut line = Vec::new();
         let mut out = Vec::new();
-        while let Some(complete) = read_line_bounded(&mut reader, &mut line, max).unwrap() {
-            out.push((line.clone(), complete));
+        while let Some(read) = read_line_bounded(&mut reader, &mut line, max).unwrap() {
+            out.push((line.clone(), read));
         }
         out
     }
@@ -388,13 +407,19 @@ mod tests {
     #[test]
     fn bounded_lines_split_and_cap() {
         assert_eq!(
-            lines(b"ab\n\nabcdefgh\nxyz", 5),
-            vec![(b"ab".to_vec(), true), (vec![], true), (vec![], false), (b"xyz".to_vec(), true)]
+            lines(b"ab\n\nabcdefgh\n          \nxyz", 5),
+            vec![
+                (b"ab".to_vec(), Line::Complete),
+                (vec![], Line::Blank),
+                (vec![], Line::TooLong),
+                (vec![], Line::Blank),
+                (b"xyz".to_vec(), Line::Complete)
+            ]
         );
     }
 
     fn run_replay(input: &str) -> String {
-        let mut exchange = Exchange::new(Config::default());
+        let mut exchange = Exchange::new(matching_core::Config::default());
         let mut out = Vec::new();
         replay(input.as_bytes(), &mut out, &mut exchange).unwrap();
         String::from_utf8(out).unwrap()
@@ -404,7 +429,8 @@ mod tests {
     fn blank_lines_do_not_count_and_long_lines_are_malformed() {
         let long =
             format!("{{\"op\":\"cancel\",\"user\":1,\"order_id\":1,\"pad\":\"{}\"}}", "x".repeat(LINE_BYTES_MAX));
-        let input = format!("\n  \n{long}\n{{\"op\":\"cancel\",\"user\":1,\"order_id\":1}}\n");
+        let blank_but_long = " ".repeat(LINE_BYTES_MAX + 10);
+        let input = format!("\n  \n{blank_but_long}\n{long}\n{{\"op\":\"cancel\",\"user\":1,\"order_id\":1}}\n");
         assert_eq!(
             run_replay(&input),
             "{\"seq\":1,\"ev\":\"rejected\",\"reason\":\"malformed\"}\n\

@@ -28,7 +28,8 @@
 //!   each episode) `recover --data DIR --book BOOK` gives the same `L` and
 //!   hash and a book byte-identical to the oracle's.
 //!
-//! Some runs use `--shards 2`, `--snapshot-every N` or `--fsync always`.
+//! Some episodes use `--shards 2` (all their runs: a data directory keeps
+//! its layout); some runs `--snapshot-every N` or `--fsync always`.
 //! The next run sometimes starts on the directory as the kill left it
 //! (so `replay` itself cuts the torn tail) and sometimes after `recover`
 //! repaired it.
@@ -240,7 +241,7 @@ impl RunOptions {
             _ => Duration::from_micros(mix.below(full_run_us + full_run_us / 5 + 1)),
         };
         RunOptions {
-            shards: (mix.below(3) == 0).then_some(2),
+            shards: None,
             fsync: if mix.below(6) == 0 { "always" } else { "batch" },
             snapshot_every: (mix.below(3) == 0).then(|| 1_000 + mix.below(12_000)),
             kill_after,
@@ -324,8 +325,11 @@ fn kill_9_loses_no_acknowledged_command() {
         let mut oracle = Oracle::new();
         let mut base: Seq = 0;
         let runs = 1 + mix.below(3);
+        // A data directory keeps the layout it was made with: every run of
+        // an episode uses the same shard count.
+        let shards = (mix.below(3) == 0).then_some(2);
         for run in 0..runs {
-            let options = RunOptions::draw(&mut mix, full_run);
+            let options = RunOptions { shards, ..RunOptions::draw(&mut mix, full_run) };
             let context =
                 format!("seed {seed}, episode {episode}, run {run} (recovered before it: {base}), {options:?}");
             let (status, stdout, stderr, finished) = replay_and_kill(&input, &dir, &options);

@@ -9,9 +9,10 @@
 use std::fmt;
 use std::io;
 
-use matching_core::{Command, Seq};
+use matching_core::{Command, Seq, VALUE_MAX};
 
 use crate::format::{self, KIND_COMMAND, KIND_EXTERNAL, RECORD_ALIGN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
+use crate::manifest::{MANIFEST_FILE, Manifest, read_manifest, write_manifest};
 use crate::storage::{Storage, StorageFile};
 
 /// One journal record.
@@ -66,6 +67,14 @@ pub struct JournalWriter {
     /// Whether a finished segment is synced before the next starts (not
     /// when the journal is never synced at all: `--fsync off`).
     sync_on_rotate: bool,
+    /// The directory's manifest, kept up to date (its newest segment) once
+    /// [`JournalWriter::set_manifest`] gave it.
+    manifest: Option<Manifest>,
+    /// The first I/O error: from then on every call fails with it. After a
+    /// short write the file holds a prefix of the buffer, and after a failed
+    /// `fdatasync` the kernel may have dropped the dirty pages and a retry
+    /// may report success; no retry can make either right (fail-stop).
+    failed: Option<String>,
 }
 
 impl fmt::Debug for JournalWriter {
@@ -102,7 +111,43 @@ impl JournalWriter {
             buffer: Vec::with_capacity(1 << 20),
             payload: Vec::with_capacity(format::COMMAND_PAYLOAD_MAX),
             sync_on_rotate: true,
+            manifest: None,
+            failed: None,
         })
+    }
+
+    /// Keeps the directory's manifest from now on: writes it now (with this
+    /// journal's newest segment) and again whenever a segment starts.
+    pub fn set_manifest(&mut self, mut manifest: Manifest) -> io::Result<()> {
+        self.check()?;
+        manifest.newest_segment = self.segments.last().map(|(first_seq, _)| *first_seq);
+        let written = write_manifest(self.storage.as_ref(), &manifest);
+        self.stop_on_error(written)?;
+        self.manifest = Some(manifest);
+        Ok(())
+    }
+
+    /// `Err` with the first failure, once there has been one.
+    fn check(&self) -> io::Result<()> {
+        match &self.failed {
+            None => Ok(()),
+            Some(reason) => Err(io::Error::other(format!("the journal stopped after an I/O error: {reason}"))),
+        }
+    }
+
+    /// Records the first I/O error of `result`: every later call fails.
+    fn stop_on_error<T>(&mut self, result: io::Result<T>) -> io::Result<T> {
+        if let Err(error) = &result
+            && self.failed.is_none()
+        {
+            self.failed = Some(error.to_string());
+        }
+        result
+    }
+
+    /// Why the writer stopped, if it did.
+    pub fn failure(&self) -> Option<&str> {
+        self.failed.as_deref()
     }
 
     /// Whether a finished segment is synced before the next one starts
@@ -123,7 +168,8 @@ impl JournalWriter {
 
     /// Appends a record to the buffer. Records must come in `seq` order, without a gap.
     pub fn append(&mut self, record: &Record) -> io::Result<()> {
-        if record.seq() != self.last_seq + 1 {
+        self.check()?;
+        if Some(record.seq()) != self.last_seq.checked_add(1) {
             return Err(io::Error::other(format!(
                 "journal: record seq {} does not follow {}",
                 record.seq(),
@@ -141,7 +187,8 @@ impl JournalWriter {
         if self.segment_len + self.buffer.len() as u64 >= self.segment_bytes_max
             && self.segment_len > SEGMENT_HEADER_LEN as u64
         {
-            self.rotate()?;
+            let rotated = self.rotate();
+            self.stop_on_error(rotated)?;
         }
         self.chain = format::append_record(&mut self.buffer, record.seq(), kind, &self.payload, self.chain);
         self.last_seq = record.seq();
@@ -150,10 +197,12 @@ impl JournalWriter {
 
     /// Writes the buffer to the current segment (not yet durable).
     pub fn write(&mut self) -> io::Result<()> {
+        self.check()?;
         if self.buffer.is_empty() {
             return Ok(());
         }
-        self.file.write_all(&self.buffer)?;
+        let written = self.file.write_all(&self.buffer);
+        self.stop_on_error(written)?;
         self.segment_len += self.buffer.len() as u64;
         self.buffer.clear();
         Ok(())
@@ -161,7 +210,9 @@ impl JournalWriter {
 
     /// Makes everything written durable (`fdatasync`).
     pub fn sync(&mut self) -> io::Result<()> {
-        self.file.sync_data()
+        self.check()?;
+        let synced = self.file.sync_data();
+        self.stop_on_error(synced)
     }
 
     /// Ends the current segment (durably) and starts the next, after
@@ -176,12 +227,24 @@ impl JournalWriter {
         self.file = file;
         self.segment_len = len;
         self.segments.push((first_seq, segment_name(first_seq)));
+        // The segment exists (durably) before the manifest names it, so a
+        // crash between the two leaves a manifest naming a segment that is there.
+        if let Some(manifest) = &mut self.manifest {
+            manifest.newest_segment = Some(first_seq);
+            write_manifest(self.storage.as_ref(), manifest)?;
+        }
         Ok(())
     }
 
     /// Deletes every segment whose records all have `seq <= through`
     /// (they are covered by a snapshot). Returns how many were deleted.
     pub fn prune_through(&mut self, through: Seq) -> io::Result<usize> {
+        self.check()?;
+        let pruned = self.prune(through);
+        self.stop_on_error(pruned)
+    }
+
+    fn prune(&mut self, through: Seq) -> io::Result<usize> {
         let mut deleted = 0;
         // A segment ends where the next begins; the current one is never deleted.
         while self.segments.len() > 1 && self.segments[1].0 <= through + 1 {
@@ -237,6 +300,9 @@ pub struct RecoveryReport {
     pub last_seq: Seq,
     pub torn_tail: Option<TornTail>,
     pub journal: JournalState,
+    /// The directory's manifest (`None`: a new directory, or one written
+    /// before manifests).
+    pub manifest: Option<Manifest>,
 }
 
 /// Why the engine must not start.
@@ -296,7 +362,23 @@ pub fn recover(
     // Changes to the directory are gathered and made only once recovery has
     // succeeded: a refused recovery leaves everything as it found it.
     let mut repairs: Vec<Repair> = names.iter().filter(|n| n.ends_with(".tmp")).cloned().map(Repair::Remove).collect();
-    let mut report = RecoveryReport::default();
+    let manifest = read_manifest(storage).map_err(|reason| RecoveryError::Corruption {
+        file: storage.describe(MANIFEST_FILE),
+        offset: 0,
+        reason,
+    })?;
+    let mut report = RecoveryReport { manifest, ..RecoveryReport::default() };
+    if let Some(newest) = report.manifest.as_ref().and_then(|m| m.newest_segment)
+        && !names.contains(&segment_name(newest))
+    {
+        return Err(RecoveryError::Gap {
+            reason: format!(
+                "the manifest names {} as the journal's newest segment and it is gone: acknowledged commands \
+                 are missing",
+                storage.describe(&segment_name(newest))
+            ),
+        });
+    }
     let mut snapshots: Vec<(Seq, &String)> =
         names.iter().filter_map(|n| parse_name(n, "snapshot-", ".snap").map(|seq| (seq, n))).collect();
     snapshots.sort_unstable_by_key(|&(seq, _)| std::cmp::Reverse(seq));
@@ -305,6 +387,10 @@ pub fn recover(
         let loaded = format::parse_snapshot(&bytes).map_err(str::to_string).and_then(|(header_seq, hash, body)| {
             if header_seq != seq {
                 return Err(format!("header says seq {header_seq}"));
+            }
+            // A seq is an order id: at most 2^53 - 1, so seq + 1 is never an overflow.
+            if seq >= VALUE_MAX {
+                return Err(format!("seq {seq} is out of range"));
             }
             load_snapshot(seq, hash, body).map(|()| hash)
         });
@@ -353,6 +439,9 @@ pub fn recover(
         };
         if first_seq != named_seq {
             return Err(corruption(0, "segment header and file name disagree on the first seq"));
+        }
+        if first_seq == 0 || first_seq > VALUE_MAX {
+            return Err(corruption(0, "segment's first seq is out of range"));
         }
         match expected {
             None if first_seq > start_seq => {
@@ -406,7 +495,7 @@ pub fn recover(
                     break;
                 }
             };
-            if record.seq != next_seq {
+            if record.seq != next_seq || record.seq > VALUE_MAX {
                 return Err(corruption(offset, &format!("record has seq {}, expected {next_seq}", record.seq)));
             }
             if record.chain_crc != format::chain(link, record.body_crc) {
@@ -532,6 +621,56 @@ mod tests {
         let mut records = Vec::new();
         let report = recover(storage, true, |_, _, _| Ok(()), |r| records.push(*r))?;
         Ok((report, records))
+    }
+
+    /// After a short write (part of a group reached the file, then ENOSPC)
+    /// every later call fails, so a retry never appends the whole group
+    /// after its own prefix; what reached the disk is a torn tail behind
+    /// the last synced group, which recovery cuts.
+    #[test]
+    fn a_short_write_stops_the_writer_for_good() {
+        let storage = SimStorage::new();
+        let shared: Arc<dyn Storage> = Arc::new(storage.clone());
+        let mut writer = JournalWriter::open(shared, &JournalState::default(), 1 << 20).unwrap();
+        for seq in 1..=20 {
+            writer.append(&command(seq)).unwrap();
+        }
+        writer.write().unwrap();
+        writer.sync().unwrap();
+        for seq in 21..=40 {
+            writer.append(&command(seq)).unwrap();
+        }
+        storage.fail_writes_after(100);
+        assert!(writer.write().is_err(), "the short write fails");
+        storage.fail_writes(None); // the disk has room again: too late
+        assert!(writer.write().is_err(), "a retry must not append the group after its prefix");
+        assert!(writer.sync().is_err());
+        assert!(writer.append(&command(41)).is_err());
+        assert!(writer.failure().unwrap().contains("no space left"), "{:?}", writer.failure());
+        // Whole records of the prefix are kept (they were journaled, if never
+        // acknowledged); the partial one after them is a torn tail.
+        let (report, records) = recovered(&storage).unwrap();
+        assert!((20..40).contains(&report.last_seq), "{}", report.last_seq);
+        assert!(report.torn_tail.is_some(), "the short write's prefix is a torn tail");
+        assert_eq!(records, (1..=report.last_seq).map(command).collect::<Vec<_>>());
+    }
+
+    /// A failed `fdatasync` may have dropped the pages it was to write, and
+    /// a second `fdatasync` may then report success: the writer must not
+    /// let it, so nothing after the failure is ever reported durable.
+    #[test]
+    fn a_failed_sync_is_never_followed_by_a_success() {
+        let storage = SimStorage::new();
+        let shared: Arc<dyn Storage> = Arc::new(storage.clone());
+        let mut writer = JournalWriter::open(shared, &JournalState::default(), 1 << 20).unwrap();
+        for seq in 1..=10 {
+            writer.append(&command(seq)).unwrap();
+        }
+        writer.write().unwrap();
+        storage.fail_next_sync();
+        assert!(writer.sync().is_err());
+        assert!(writer.sync().is_err(), "a second sync after a failed one reported success");
+        assert!(writer.write().is_err());
     }
 
     #[test]

@@ -5,7 +5,10 @@
 
 pub mod format;
 mod journal;
+pub mod manifest;
 pub mod storage;
+
+pub use manifest::{Layout, MANIFEST_FILE, Manifest, read_manifest, write_manifest};
 
 pub use journal::{
     JournalState, JournalWriter, Record, RecoveryError, RecoveryReport, SEGMENT_BYTES_DEFAULT, TornTail, recover,

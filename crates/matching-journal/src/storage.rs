@@ -53,9 +53,10 @@ pub struct FsStorage {
 pub const LOCK_FILE: &str = "LOCK";
 
 impl FsStorage {
-    /// Uses `dir`, creating it if needed; fails if another process has it open.
+    /// Uses `dir`, creating it if needed (durably: each directory it creates
+    /// is synced into its parent); fails if another process has it open.
     pub fn open(dir: impl AsRef<Path>) -> io::Result<FsStorage> {
-        fs::create_dir_all(dir.as_ref())?;
+        create_dir_durably(dir.as_ref())?;
         let lock = OpenOptions::new().create(true).truncate(false).write(true).open(dir.as_ref().join(LOCK_FILE))?;
         lock.try_lock().map_err(|_| {
             io::Error::new(
@@ -69,6 +70,24 @@ impl FsStorage {
     fn path(&self, name: &str) -> PathBuf {
         self.dir.join(name)
     }
+}
+
+/// `create_dir_all`, and each directory it had to create synced into its
+/// parent, so that a power cut cannot lose a data directory that journal
+/// files were already made durable in.
+fn create_dir_durably(dir: &Path) -> io::Result<()> {
+    if dir.is_dir() {
+        return Ok(());
+    }
+    let parent = dir.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    create_dir_durably(parent)?;
+    match fs::create_dir(dir) {
+        Ok(()) => {}
+        // Someone made it meanwhile: theirs to have synced.
+        Err(e) if e.kind() == io::ErrorKind::AlreadyExists => return Ok(()),
+        Err(e) => return Err(e),
+    }
+    File::open(parent)?.sync_all()
 }
 
 struct FsFile(File);
@@ -155,6 +174,12 @@ struct SimState {
     syncs: u64,
     /// When set, every write fails with this message (a full disk, say).
     fail_writes: Option<String>,
+    /// When set, writes succeed until this many more bytes have been
+    /// written; the write that crosses it writes its first bytes up to it,
+    /// then fails (a short write, then ENOSPC).
+    write_budget: Option<usize>,
+    /// When set, the next `sync_data` fails (and the bytes stay unsynced).
+    fail_next_sync: bool,
 }
 
 /// An in-memory directory that can lose everything not made durable.
@@ -218,7 +243,15 @@ impl SimStorage {
         }
         let durable_names = origin.clone();
         SimStorage {
-            state: Arc::new(Mutex::new(SimState { files, durable_names, origin, syncs: 0, fail_writes: None })),
+            state: Arc::new(Mutex::new(SimState {
+                files,
+                durable_names,
+                origin,
+                syncs: 0,
+                fail_writes: None,
+                write_budget: None,
+                fail_next_sync: false,
+            })),
         }
     }
 
@@ -230,6 +263,20 @@ impl SimStorage {
     /// Makes every later write fail (or, with `None`, succeed again).
     pub fn fail_writes(&self, message: Option<&str>) {
         self.state().fail_writes = message.map(str::to_string);
+    }
+
+    /// Lets `bytes` more bytes be written; the write that goes past them
+    /// writes what fits, then fails with "no space left", as every write
+    /// after it does (until [`SimStorage::fail_writes`]`(None)`).
+    pub fn fail_writes_after(&self, bytes: usize) {
+        self.state().write_budget = Some(bytes);
+    }
+
+    /// Makes the next `sync_data` fail, its bytes left unsynced (an I/O
+    /// error during `fdatasync`); the sync after it succeeds, as a retried
+    /// `fdatasync` on Linux may report although the data was lost.
+    pub fn fail_next_sync(&self) {
+        self.state().fail_next_sync = true;
     }
 
     /// Everything visible in a file (durable or not).
@@ -263,13 +310,32 @@ impl SimHandle {
 
 impl StorageFile for SimHandle {
     fn write_all(&mut self, bytes: &[u8]) -> io::Result<()> {
-        if let Some(message) = self.storage.state().fail_writes.clone() {
+        let (fail, budget) = {
+            let state = self.storage.state();
+            (state.fail_writes.clone(), state.write_budget)
+        };
+        if let Some(message) = fail {
             return Err(io::Error::other(message));
+        }
+        if let Some(budget) = budget
+            && bytes.len() > budget
+        {
+            self.with_file(|f| f.unsynced.extend_from_slice(&bytes[..budget]))?;
+            let mut state = self.storage.state();
+            state.write_budget = None;
+            state.fail_writes = Some("no space left on device (simulated)".to_string());
+            return Err(io::Error::other("no space left on device (simulated, after a short write)"));
+        }
+        if let Some(budget) = budget {
+            self.storage.state().write_budget = Some(budget - bytes.len());
         }
         self.with_file(|f| f.unsynced.extend_from_slice(bytes))
     }
 
     fn sync_data(&mut self) -> io::Result<()> {
+        if std::mem::take(&mut self.storage.state().fail_next_sync) {
+            return Err(io::Error::other("I/O error during fdatasync (simulated)"));
+        }
         self.with_file(|f| {
             let unsynced = std::mem::take(&mut f.unsynced);
             f.durable.extend_from_slice(&unsynced);
@@ -384,6 +450,16 @@ mod tests {
         drop(first);
         FsStorage::open(&dir).unwrap();
         fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn a_new_data_directory_is_created_with_its_parents() {
+        let root = std::env::temp_dir().join(format!("mx-storage-nested-{}", std::process::id()));
+        let dir = root.join("a").join("b");
+        let storage = FsStorage::open(&dir).unwrap();
+        assert!(dir.join(LOCK_FILE).exists());
+        drop(storage);
+        fs::remove_dir_all(&root).unwrap();
     }
 
     #[test]

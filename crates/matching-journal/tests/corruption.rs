@@ -320,8 +320,8 @@ fn a_journal_that_does_not_join_up_is_refused() {
 /// operator to look at, including a snapshot that was being written
 /// (`*.tmp`: possibly the newest state there is).
 ///
-/// Fails today: recovery deletes `*.tmp` files before it reads the journal,
-/// so a refused recovery (with repair) has already changed the directory.
+/// A regression test: recovery once deleted `*.tmp` files before it read
+/// the journal, so a refused recovery (with repair) had changed the directory.
 #[test]
 fn a_refused_recovery_keeps_temporary_files() {
     let whole = journal(40, ONE_SEGMENT, 0);
@@ -338,8 +338,8 @@ fn a_refused_recovery_keeps_temporary_files() {
 /// The same for a torn tail: when recovery then refuses (the journal does
 /// not reach the snapshot), the tail must still be there.
 ///
-/// Fails today: the torn tail is cut while the last segment is read, and
-/// the join with the snapshot is checked only afterwards.
+/// A regression test: the torn tail was once cut while the last segment
+/// was read, and the join with the snapshot checked only afterwards.
 #[test]
 fn a_refused_recovery_does_not_cut_a_torn_tail() {
     let whole = journal(40, ONE_SEGMENT, 0);

@@ -382,8 +382,8 @@ fn a_torn_tail_in_a_real_file_is_cut_and_continued() {
 /// valid follows, so by the torn-tail rule this is a torn tail, and the
 /// records before it must be recovered.
 ///
-/// Fails today: recovery classifies any chain mismatch as corruption,
-/// wherever it is, so the engine refuses to start after this power cut.
+/// A regression test: recovery once classified any chain mismatch as
+/// corruption, wherever it was, and refused to start after this power cut.
 #[test]
 fn a_last_record_whose_chain_was_not_written_is_a_torn_tail() {
     let n: Seq = 30; // record 30 is an external record (seq % 6 == 0)

@@ -208,6 +208,14 @@ impl JournalThread {
             if shutdown {
                 return commit(writer);
             }
+            // Group commit: everything that arrived while the last sync ran is
+            // this group; it goes now, not when the ring happens to be empty
+            // (under a steady trickle it never is, and nothing would be
+            // released until `group_bytes_max` had gathered).
+            if writer.buffered() > 0 && group_started.is_none_or(|t| t.elapsed() >= *group_linger) {
+                commit(writer)?;
+                group_started = None;
+            }
         }
     }
 }

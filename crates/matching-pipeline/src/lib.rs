@@ -55,7 +55,7 @@ use matching_core::{
     Action, BookState, Config, DiscardEvents, Exchange, NewOrder, RestingOrder, STATE_VERSION, Seq, Side, Symbol,
     encode_books, hash_books, hash_encoded_state, state_version,
 };
-use matching_journal::{JournalWriter, Record};
+use matching_journal::{JournalWriter, Layout, Manifest, Record};
 use rtrb::RingBuffer;
 
 pub use durable::{Durability, FsyncPolicy};
@@ -93,8 +93,9 @@ pub struct EngineConfig {
     pub external_ring: usize,
     /// Most commands published in one go (a larger batch is split).
     pub batch_max: usize,
-    /// Recent `seq`s whose order's shard is remembered (one byte each). A
-    /// cancel or modify of an older order is broadcast to every shard.
+    /// Recent `seq`s whose order's shard is remembered (one byte each),
+    /// rounded up to a power of two (at least 64). A cancel or modify of an
+    /// older order is broadcast to every shard.
     pub route_window: usize,
     /// Symbols placed on a given shard; any other goes by hash.
     pub symbol_shards: Vec<(Symbol, usize)>,
@@ -146,6 +147,35 @@ impl fmt::Display for StartError {
 
 impl std::error::Error for StartError {}
 
+impl EngineConfig {
+    /// What of this configuration decides the outcome of commands: what the
+    /// data directory's manifest records and every later run must match.
+    pub fn layout(&self) -> Layout {
+        Layout {
+            shards: self.shards,
+            orders_max: self.exchange.orders_max,
+            symbols_max: self.exchange.symbols_max,
+            route_window: routing::rounded_window(self.route_window),
+            symbol_shards: self.symbol_shards.clone(),
+            instruments: self.exchange.instruments.clone(),
+        }
+        .normalized()
+    }
+}
+
+/// Refuses a configuration that differs from the layout the data directory
+/// was made with, naming the setting.
+fn check_layout(config: &EngineConfig, report: &RecoveryReport) -> Result<(), StartError> {
+    let Some(stored) = &report.manifest else { return Ok(()) };
+    match config.layout().difference(&stored.layout) {
+        None => Ok(()),
+        Some((name, asked, stored)) => Err(StartError::Config(format!(
+            "the data directory was made with {name} {stored}, not {asked}: a layout is part of the state and \
+             cannot change under it"
+        ))),
+    }
+}
+
 /// Rebuilds the books an engine with `config` would start with from its data
 /// directory, without starting it (for `recover` and `journal verify`):
 /// one [`Exchange`] per shard, and what recovery found. With `repair` false
@@ -154,7 +184,19 @@ pub fn recover_books(config: &EngineConfig, repair: bool) -> Result<(Vec<Exchang
     let Some(durability) = &config.durability else {
         return Err(StartError::Config("no data directory configured".to_string()));
     };
-    let router = SymbolRouter::new(config.shards.clamp(1, SHARDS_MAX), &config.symbol_shards);
+    if config.shards == 0 || config.shards > SHARDS_MAX {
+        return Err(StartError::Config(format!("shards must be in 1..={SHARDS_MAX}, not {}", config.shards)));
+    }
+    let router = SymbolRouter::new(config.shards, &config.symbol_shards);
+    // The layout is checked first: books built under another layout would be wrong.
+    let manifest = matching_journal::read_manifest(durability.storage.as_ref()).map_err(|reason| {
+        StartError::Recovery(RecoveryError::Corruption {
+            file: durability.storage.describe(matching_journal::MANIFEST_FILE),
+            offset: 0,
+            reason,
+        })
+    })?;
+    check_layout(config, &RecoveryReport { manifest, ..RecoveryReport::default() })?;
     recover_shards(config, durability, &router, repair).map_err(StartError::Recovery)
 }
 
@@ -315,8 +357,7 @@ impl<X: Copy + Send + 'static> Engine<X> {
                 if durability.journal_ring == 0 {
                     return Err(StartError::Config("journal_ring must be at least 1".to_string()));
                 }
-                let (exchanges, report) =
-                    recover_shards(&config, durability, &router, true).map_err(StartError::Recovery)?;
+                let (exchanges, report) = recover_books(&config, true)?;
                 (exchanges.into_iter().map(Some).collect::<Vec<_>>(), Some(report))
             }
             None => ((0..config.shards).map(|_| None).collect(), None),
@@ -327,6 +368,10 @@ impl<X: Copy + Send + 'static> Engine<X> {
                     JournalWriter::open(Arc::clone(&durability.storage), &report.journal, durability.segment_bytes)
                         .map_err(|e| StartError::Recovery(RecoveryError::Io(e)))?;
                 writer.set_sync_on_rotate(durability.fsync != FsyncPolicy::Off);
+                // A new directory (or one from before manifests) gets one now.
+                writer
+                    .set_manifest(Manifest { layout: config.layout(), newest_segment: None })
+                    .map_err(|e| StartError::Recovery(RecoveryError::Io(e)))?;
                 Some((durability, writer, report.last_seq))
             }
             _ => None,
@@ -335,7 +380,10 @@ impl<X: Copy + Send + 'static> Engine<X> {
         let mut ids = IdRoutes::new(config.route_window);
         for (shard, exchange) in exchanges.iter().enumerate() {
             for order in exchange.iter().flat_map(resting_orders) {
-                if next_seq - order.order_id <= config.route_window as u64 {
+                // Exactly the orders the window routes by (it rounds its
+                // size up to a power of two): the rest are broadcast, live or
+                // recovered alike.
+                if ids.remembers(order.order_id, next_seq) {
                     ids.record(order.order_id, Some(shard as u8));
                 }
             }
@@ -521,21 +569,24 @@ impl<X: Copy + Send + 'static> Engine<X> {
     }
 
     /// Asks the shards a question; the answer reflects every command
-    /// submitted before the call. Blocks until the shards have caught up,
-    /// so the reader must be drained meanwhile (by another thread). `Err`
-    /// if a shard it asks is gone.
+    /// submitted before the call, and (with a journal) is given only once
+    /// all of them are durable, so it never shows an order a crash could
+    /// take back. Blocks until then, so the reader must be drained meanwhile
+    /// (by another thread). `Err` if a shard it asks is gone (a partial
+    /// answer is never given) or the journal failed.
     pub fn query(&self, query: Query) -> Result<Answer, Stopped> {
         let answers = locked(&self.answers);
         let targets: Vec<usize> = match query {
             Query::Best(symbol) | Query::Depth(symbol, _) | Query::Book(symbol) => vec![self.shard_of(&symbol)],
             Query::State => (0..self.shards()).collect(),
         };
-        {
+        let seq = {
             let mut sequencer = locked(&self.sequencer);
             for &shard in &targets {
                 sequencer.push_control(shard, ShardInput::Query(query))?;
             }
-        }
+            sequencer.next_seq - 1
+        };
         let mut state = Vec::new();
         let mut last = None;
         for &shard in &targets {
@@ -549,10 +600,27 @@ impl<X: Copy + Send + 'static> Engine<X> {
                 }
             }
         }
+        drop(answers);
+        self.wait_durable(seq)?;
         Ok(match query {
             Query::State => Answer::State(state),
             _ => last.unwrap_or(Answer::Best { bid: None, ask: None }),
         })
+    }
+
+    /// Waits until every command through `seq` is durable (at once without
+    /// a journal); `Err` once the journal has failed.
+    fn wait_durable(&self, seq: Seq) -> Result<(), Stopped> {
+        let Some(journal) = &self.journal else { return Ok(()) };
+        let mut pause = std::time::Duration::from_micros(1);
+        while journal.status.durable.load(std::sync::atomic::Ordering::Acquire) < seq {
+            if let Some(Stopped::JournalFailed(reason)) = self.health.stopped() {
+                return Err(Stopped::JournalFailed(reason.clone()));
+            }
+            std::thread::sleep(pause);
+            pause = (pause * 2).min(std::time::Duration::from_micros(100));
+        }
+        Ok(())
     }
 
     /// The state hash of all the books, equal to what one [`Exchange`]
@@ -614,12 +682,7 @@ impl<X: Copy + Send + 'static> Engine<X> {
         let state_hash = hash_books(&mut parts);
         let body = encode_books(&mut parts);
         // A snapshot must not get ahead of the journal it is joined to.
-        while journal.status.durable.load(std::sync::atomic::Ordering::Acquire) < seq {
-            if let Some(failure) = self.journal_failure() {
-                return Err(std::io::Error::other(failure));
-            }
-            std::thread::sleep(std::time::Duration::from_micros(50));
-        }
+        self.wait_durable(seq).map_err(std::io::Error::other)?;
         let prunable = matching_journal::write_snapshot(journal.storage.as_ref(), seq, state_hash, &body)?;
         if let Some(through) = prunable {
             locked(&self.sequencer).push_journal(JournalEntry::Prune(through)).map_err(std::io::Error::other)?;

@@ -66,12 +66,18 @@ pub(crate) struct IdRoutes {
     mask: u64,
 }
 
+/// How many seqs a window asked to remember `window` remembers: the size
+/// rounded up to a power of two, at least 64.
+pub(crate) fn rounded_window(window: usize) -> usize {
+    window.max(64).next_power_of_two()
+}
+
 /// The cell of a `seq` that was not a new order.
 const NOT_AN_ORDER: u8 = u8::MAX;
 
 impl IdRoutes {
     pub(crate) fn new(window: usize) -> IdRoutes {
-        let window = window.max(64).next_power_of_two();
+        let window = rounded_window(window);
         IdRoutes { cells: vec![NOT_AN_ORDER; window].into_boxed_slice(), mask: window as u64 - 1 }
     }
 
@@ -79,6 +85,14 @@ impl IdRoutes {
     #[inline]
     pub(crate) fn record(&mut self, seq: Seq, shard: Option<u8>) {
         self.cells[(seq & self.mask) as usize] = shard.unwrap_or(NOT_AN_ORDER);
+    }
+
+    /// Whether the window still remembers the shard of `order_id` when the
+    /// next seq to be given is `next_seq`: what recovery must rebuild, and
+    /// exactly what [`IdRoutes::route`] relies on.
+    #[inline]
+    pub(crate) fn remembers(&self, order_id: OrderId, next_seq: Seq) -> bool {
+        order_id != 0 && order_id < next_seq && next_seq - order_id <= self.mask
     }
 
     /// Where a cancel or modify of `order_id` goes, when the next seq to be
@@ -89,7 +103,7 @@ impl IdRoutes {
             // No such order: any shard gives the same rejection.
             return OrderRoute::Shard(0);
         }
-        if next_seq - order_id > self.mask {
+        if !self.remembers(order_id, next_seq) {
             return OrderRoute::Broadcast;
         }
         match self.cells[(order_id & self.mask) as usize] {

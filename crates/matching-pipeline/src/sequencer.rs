@@ -119,8 +119,7 @@ impl<X: Copy> Sequencer<X> {
                 continue;
             }
             let Ok(chunk) = self.inputs[shard].write_chunk_uninit(count) else {
-                debug_assert!(false, "Invariant: the room was counted before publishing");
-                continue;
+                unreachable!("Invariant: the room in shard {shard}'s ring was counted before publishing");
             };
             let items = actions.iter().zip(&self.routes).enumerate().filter_map(|(i, (action, &route))| {
                 let seq = first_seq + i as u64;
@@ -142,9 +141,12 @@ impl<X: Copy> Sequencer<X> {
                 self.input_signals[shard].wake();
             }
         }
-        if let Some(journal) = &mut self.journal
-            && let Ok(chunk) = journal.write_chunk_uninit(taken)
-        {
+        if let Some(journal) = &mut self.journal {
+            // A batch that is not journaled must never be released: a failure
+            // here is a bug, and loud.
+            let Ok(chunk) = journal.write_chunk_uninit(taken) else {
+                unreachable!("Invariant: the room in the journal's ring was counted before publishing");
+            };
             let records = actions[..taken].iter().enumerate().map(|(i, action)| {
                 let seq = first_seq + i as u64;
                 let mut action = *action;

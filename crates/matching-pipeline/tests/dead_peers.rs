@@ -277,3 +277,61 @@ fn a_start_that_fails_leaves_no_thread_behind() {
     });
     assert!(engine_threads().is_empty(), "threads left: {:?}", engine_threads());
 }
+
+/// A shard that died takes its books with it: a snapshot or a state query
+/// then fails, rather than writing or answering a state without them (a
+/// snapshot without them would let the journal that holds them be pruned).
+#[test]
+fn a_dead_shard_makes_snapshots_and_state_queries_fail() {
+    let _serial = serial();
+    with_timeout("dead shard snapshot", LIMIT, || {
+        let storage = SimStorage::new();
+        let config = EngineConfig {
+            durability: Some(Durability::new(Arc::new(storage.clone()))),
+            ..config(WaitStrategy::SpinYield)
+        };
+        let (engine, mut reader) = Engine::<u32>::start(config).expect("start");
+        let reader = std::thread::spawn(move || reader.run(|_| {}));
+        engine.submit_batch(&orders(200)).expect("the engine runs");
+        engine.snapshot().expect("a snapshot while every shard lives");
+        let snapshots = |storage: &SimStorage| storage.list().unwrap().iter().filter(|n| n.ends_with(".snap")).count();
+        assert_eq!(snapshots(&storage), 1);
+        engine.inject_shard_panic(1).expect("shard 1 is there to panic");
+        while engine.stopped().is_none() {
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(engine.snapshot().is_err(), "a snapshot without shard 1's books");
+        assert_eq!(snapshots(&storage), 1, "no snapshot was written");
+        assert_eq!(engine.state_hash(), Err(Stopped::ShardFailed(1)));
+        reader.join().expect("the reader thread");
+        drop(engine);
+    });
+}
+
+/// A query answers only once what it shows is durable: when the journal
+/// cannot write, it fails instead of showing orders a crash would take back.
+#[test]
+fn a_query_never_shows_what_is_not_durable() {
+    let _serial = serial();
+    with_timeout("query durability", LIMIT, || {
+        let storage = SimStorage::new();
+        let config = EngineConfig {
+            durability: Some(Durability::new(Arc::new(storage.clone()))),
+            ..config(WaitStrategy::SpinYield)
+        };
+        let (engine, mut reader) = Engine::<u32>::start(config).expect("start");
+        let reader = std::thread::spawn(move || reader.run(|_| {}));
+        let actions = orders(100);
+        engine.submit_batch(&actions[..50]).expect("the engine runs");
+        let durable_book = engine.query(matching_pipeline::Query::State).expect("a durable state");
+        storage.fail_writes(Some("disk full"));
+        let _ = engine.submit_batch(&actions[50..]);
+        match engine.query(matching_pipeline::Query::State) {
+            Err(Stopped::JournalFailed(reason)) => assert!(reason.contains("disk full"), "{reason}"),
+            Ok(answer) => assert_eq!(answer, durable_book, "a state showing orders that are not durable"),
+            Err(other) => panic!("{other}"),
+        }
+        reader.join().expect("the reader thread");
+        drop(engine);
+    });
+}

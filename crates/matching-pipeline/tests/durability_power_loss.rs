@@ -471,6 +471,17 @@ fn cut_after(storage: &SimStorage, seq: Seq) {
         }
         storage.truncate(&name, offset as u64).unwrap();
     }
+    // The directory as it was then: its manifest named the newest segment
+    // that is left (a later one did not exist yet).
+    if let Some(mut manifest) = matching_journal::read_manifest(storage).unwrap() {
+        manifest.newest_segment = storage
+            .list()
+            .unwrap()
+            .iter()
+            .filter_map(|n| n.strip_prefix("journal-").and_then(|n| n.strip_suffix(".log"))?.parse::<Seq>().ok())
+            .max();
+        matching_journal::write_manifest(storage, &manifest).unwrap();
+    }
     storage.sync_dir().unwrap();
 }
 

@@ -111,7 +111,13 @@ impl<'de> Visitor<'de> for FieldVisitor {
         Ok(Field::Int(v as i128))
     }
 
-    fn visit_f64<E: de::Error>(self, _v: f64) -> Result<Field, E> {
+    fn visit_f64<E: de::Error>(self, v: f64) -> Result<Field, E> {
+        // The reader hands `-0` (an integer in JSON's grammar) over as the
+        // float -0.0, to keep its sign: it is the integer 0. (So is `-0.0`,
+        // which the reader cannot tell from it.)
+        if v == 0.0 && v.is_sign_negative() {
+            return Ok(Field::Int(0));
+        }
         Ok(Field::Float)
     }
 
@@ -617,6 +623,19 @@ mod tests {
         ] {
             assert_eq!(reason(line), RejectReason::Malformed, "{line}");
         }
+    }
+
+    #[test]
+    fn minus_zero_is_the_integer_zero() {
+        let Ok(Action::New(order)) = parse(r#"{"op":"new","user":-0,"symbol":"X","side":"buy","price":5,"qty":2}"#)
+        else {
+            panic!()
+        };
+        assert_eq!(order.user, 0);
+        assert_eq!(
+            reason(r#"{"op":"new","user":0.0,"symbol":"X","side":"buy","price":5,"qty":2}"#),
+            RejectReason::Malformed
+        );
     }
 
     #[test]
