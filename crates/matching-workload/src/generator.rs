@@ -218,14 +218,14 @@ struct Pending {
     user: UserId,
 }
 
-/// Counts the internal run's events.
+/// Counts the internal run's events (the hostile scenarios' too).
 #[derive(Default)]
-struct Tally {
-    events: u64,
-    trades: u64,
-    stp_cancels: u64,
-    rejected_unknown_order: u64,
-    rejected_other: u64,
+pub(crate) struct Tally {
+    pub(crate) events: u64,
+    pub(crate) trades: u64,
+    pub(crate) stp_cancels: u64,
+    pub(crate) rejected_unknown_order: u64,
+    pub(crate) rejected_other: u64,
 }
 
 impl EventSink for Tally {

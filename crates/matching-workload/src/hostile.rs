@@ -62,8 +62,7 @@ use std::cmp::Reverse;
 use std::collections::BinaryHeap;
 
 use matching_core::{
-    Action, BTreeLevels, CancelReason, Command, Config, Event, EventKind, EventSink, Exchange, NewOrder, OrderId,
-    Price, Qty, RejectReason, Side, Symbol, Tif, UserId,
+    Action, BTreeLevels, Command, Config, Exchange, NewOrder, OrderId, Price, Qty, Side, Symbol, Tif, UserId,
 };
 use rand::rngs::Xoshiro256PlusPlus;
 use rand::{RngExt, SeedableRng};
@@ -73,7 +72,7 @@ use crate::MID_START_TICKS;
 use crate::generator::{
     DISTANCE_EXPONENT, DISTANCE_MAX_TICKS, HEAVY_SHARE, HEAVY_USERS, IOC_SHARE, IOC_THROUGH_MAX_TICKS,
     LEVELS_SAMPLE_EVERY, MARKET_SHARE, MODIFY_ADD_MAX, MODIFY_SHARE, POST_ONLY_SHARE, PowerLaw, QTY_MAX,
-    STALE_SEND_PROBABILITY, USERS,
+    STALE_SEND_PROBABILITY, Tally, USERS,
 };
 use crate::{Flow, FlowStats, Scenario};
 
@@ -169,29 +168,6 @@ pub(crate) const FC_SWEEP_LEVELS_MAX: usize = 4_000;
 pub(crate) const FC_RECOVERED: f64 = 0.5;
 /// … by this far into the timed commands (then it walks, as before the crash).
 pub(crate) const FC_RECOVERY_TO: f64 = 0.55;
-
-/// Counts the internal run's events.
-#[derive(Default)]
-struct Tally {
-    events: u64,
-    trades: u64,
-    stp_cancels: u64,
-    rejected_unknown_order: u64,
-    rejected_other: u64,
-}
-
-impl EventSink for Tally {
-    fn event(&mut self, event: &Event) {
-        self.events += 1;
-        match event.kind {
-            EventKind::Trade(_) => self.trades += 1,
-            EventKind::Cancelled { reason: CancelReason::Stp, .. } => self.stp_cancels += 1,
-            EventKind::Rejected { reason: RejectReason::UnknownOrder, .. } => self.rejected_unknown_order += 1,
-            EventKind::Rejected { .. } => self.rejected_other += 1,
-            _ => {}
-        }
-    }
-}
 
 /// What every hostile scenario shares: the random stream, the exchange,
 /// the numbering and the counts.
