@@ -375,7 +375,7 @@ impl Orders {
     /// Every live slot is on the owner list of its user, book and side,
     /// exactly once, with consistent links and counts.
     fn validate_owners(&self) -> Result<(), String> {
-        let lists = self.owners.validate()?;
+        self.owners.validate()?;
         let mut on_lists = 0usize;
         for (li, list) in self.owners.lists.iter().enumerate() {
             if self.owners.find(list.user, list.book) != Some(li as u32) {
@@ -423,7 +423,6 @@ impl Orders {
         if on_lists + waiting != self.live {
             return Err(format!("owners: {on_lists} orders on owner lists, {waiting} waiting, {} live", self.live));
         }
-        let _ = lists;
         Ok(())
     }
 }

@@ -176,7 +176,7 @@ impl Owners {
 
     /// Checks the maps against the chains: every list in use is in its
     /// user's chain exactly once, with consistent back links.
-    pub(crate) fn validate(&self) -> Result<usize, String> {
+    pub(crate) fn validate(&self) -> Result<(), String> {
         let mut chained = 0;
         for (&user, &first) in &self.first_of_user {
             let mut prev = NIL;
@@ -205,6 +205,6 @@ impl Owners {
         if queued != self.idle.len() || self.idle.len() > IDLE_MAX {
             return Err(format!("owners: {queued} lists marked idle, {} queued", self.idle.len()));
         }
-        Ok(chained)
+        Ok(())
     }
 }

@@ -59,7 +59,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 use anyhow::{Context, anyhow, bail, ensure};
 use hdrhistogram::Histogram;
 use matching_core::{Action, Command, Config, DiscardEvents, Exchange, NewOrder, Side, encode_books, hash_books};
-use matching_journal::storage::{FsStorage, Storage, StorageFile};
+use matching_journal::storage::{FsStorage, StorageFile, StorageHooks, Wrapped};
 use matching_journal::{snapshot_name, write_snapshot};
 use matching_pipeline::{Answer, Durability, Engine, EngineConfig, FsyncPolicy, Query, WaitStrategy, recover_books};
 use matching_workload::{MID_START_TICKS, numbered_symbols};
@@ -429,8 +429,10 @@ static SYNCS_ALL: AtomicU64 = AtomicU64::new(0);
 
 /// `FsStorage` with every `write` and `fdatasync` counted and timed (an
 /// atomic add or two and a clock read per call: nothing beside a sync).
-struct CountingStorage {
-    inner: FsStorage,
+type CountingStorage = Wrapped<FsStorage, Counting>;
+
+/// The hooks of a [`CountingStorage`].
+struct Counting {
     stats: Arc<IoStats>,
 }
 
@@ -462,48 +464,13 @@ impl StorageFile for CountingFile {
     }
 }
 
-impl CountingStorage {
-    fn wrap(&self, file: Box<dyn StorageFile>) -> Box<dyn StorageFile> {
+impl StorageHooks for Counting {
+    fn file(&self, file: Box<dyn StorageFile>) -> Box<dyn StorageFile> {
         Box::new(CountingFile { inner: file, stats: Arc::clone(&self.stats) })
     }
-}
 
-impl Storage for CountingStorage {
-    fn list(&self) -> io::Result<Vec<String>> {
-        self.inner.list()
-    }
-
-    fn read(&self, name: &str) -> io::Result<Vec<u8>> {
-        self.inner.read(name)
-    }
-
-    fn create(&self, name: &str) -> io::Result<Box<dyn StorageFile>> {
-        Ok(self.wrap(self.inner.create(name)?))
-    }
-
-    fn open_append(&self, name: &str) -> io::Result<Box<dyn StorageFile>> {
-        Ok(self.wrap(self.inner.open_append(name)?))
-    }
-
-    fn truncate(&self, name: &str, len: u64) -> io::Result<()> {
-        self.inner.truncate(name, len)
-    }
-
-    fn rename(&self, from: &str, to: &str) -> io::Result<()> {
-        self.inner.rename(from, to)
-    }
-
-    fn remove(&self, name: &str) -> io::Result<()> {
-        self.inner.remove(name)
-    }
-
-    fn sync_dir(&self) -> io::Result<()> {
+    fn on_sync_dir(&self) {
         self.stats.dir_syncs.fetch_add(1, Ordering::Relaxed);
-        self.inner.sync_dir()
-    }
-
-    fn describe(&self, name: &str) -> String {
-        self.inner.describe(name)
     }
 }
 
@@ -515,7 +482,7 @@ static SEGMENT_BYTES: AtomicU64 = AtomicU64::new(matching_journal::SEGMENT_BYTES
 fn durability(dir: &Path, policy: FsyncPolicy) -> anyhow::Result<(Durability, Arc<IoStats>)> {
     let stats = Arc::new(IoStats::new()?);
     let inner = FsStorage::open(dir).with_context(|| format!("cannot open {}", dir.display()))?;
-    let storage = CountingStorage { inner, stats: Arc::clone(&stats) };
+    let storage: CountingStorage = Wrapped { inner, hooks: Counting { stats: Arc::clone(&stats) } };
     let mut durability = Durability::new(Arc::new(storage));
     durability.fsync = policy;
     durability.segment_bytes = SEGMENT_BYTES.load(Ordering::Relaxed);

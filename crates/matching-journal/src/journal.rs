@@ -12,7 +12,7 @@ use std::io;
 use matching_core::{Command, Seq, VALUE_MAX};
 
 use crate::format::{self, KIND_COMMAND, KIND_EXTERNAL, RECORD_ALIGN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN};
-use crate::manifest::{MANIFEST_FILE, Manifest, read_manifest, write_manifest};
+use crate::manifest::{Manifest, read_manifest, write_manifest};
 use crate::storage::{Storage, StorageFile};
 
 /// One journal record.
@@ -362,12 +362,7 @@ pub fn recover(
     // Changes to the directory are gathered and made only once recovery has
     // succeeded: a refused recovery leaves everything as it found it.
     let mut repairs: Vec<Repair> = names.iter().filter(|n| n.ends_with(".tmp")).cloned().map(Repair::Remove).collect();
-    let manifest = read_manifest(storage).map_err(|reason| RecoveryError::Corruption {
-        file: storage.describe(MANIFEST_FILE),
-        offset: 0,
-        reason,
-    })?;
-    let mut report = RecoveryReport { manifest, ..RecoveryReport::default() };
+    let mut report = RecoveryReport { manifest: read_manifest(storage)?, ..RecoveryReport::default() };
     if let Some(newest) = report.manifest.as_ref().and_then(|m| m.newest_segment)
         && !names.contains(&segment_name(newest))
     {

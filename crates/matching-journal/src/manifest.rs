@@ -21,6 +21,7 @@ use std::io;
 
 use matching_core::{Seq, Symbol};
 
+use crate::journal::RecoveryError;
 use crate::storage::Storage;
 
 /// The manifest's file name in the data directory.
@@ -168,13 +169,18 @@ impl Manifest {
 }
 
 /// The directory's manifest: `Ok(None)` when it has none (a new directory,
-/// or one written before manifests), `Err` when it is there but unreadable.
-pub fn read_manifest(storage: &dyn Storage) -> Result<Option<Manifest>, String> {
-    if !storage.list().map_err(|e| e.to_string())?.iter().any(|name| name == MANIFEST_FILE) {
+/// or one written before manifests); a manifest that is there but does not
+/// decode is corruption.
+pub fn read_manifest(storage: &dyn Storage) -> Result<Option<Manifest>, RecoveryError> {
+    if !storage.list()?.iter().any(|name| name == MANIFEST_FILE) {
         return Ok(None);
     }
-    let bytes = storage.read(MANIFEST_FILE).map_err(|e| e.to_string())?;
-    Manifest::decode(&bytes).map(Some)
+    let bytes = storage.read(MANIFEST_FILE)?;
+    Manifest::decode(&bytes).map(Some).map_err(|reason| RecoveryError::Corruption {
+        file: storage.describe(MANIFEST_FILE),
+        offset: 0,
+        reason,
+    })
 }
 
 /// Replaces the directory's manifest atomically and durably.

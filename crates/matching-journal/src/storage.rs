@@ -39,6 +39,52 @@ pub trait StorageFile: Send {
     fn sync_data(&mut self) -> io::Result<()>;
 }
 
+/// What a [`Wrapped`] storage adds to the storage it wraps.
+pub trait StorageHooks: Send + Sync {
+    /// Wraps each file opened for appending (to count, time or fail its writes).
+    fn file(&self, file: Box<dyn StorageFile>) -> Box<dyn StorageFile>;
+    /// Called before each `sync_dir`.
+    fn on_sync_dir(&self) {}
+}
+
+/// A storage that passes every call to `inner`, with `hooks` on its files
+/// and directory syncs: how tests inject faults and benchmarks count I/O.
+pub struct Wrapped<S, H> {
+    pub inner: S,
+    pub hooks: H,
+}
+
+impl<S: Storage, H: StorageHooks> Storage for Wrapped<S, H> {
+    fn list(&self) -> io::Result<Vec<String>> {
+        self.inner.list()
+    }
+    fn read(&self, name: &str) -> io::Result<Vec<u8>> {
+        self.inner.read(name)
+    }
+    fn create(&self, name: &str) -> io::Result<Box<dyn StorageFile>> {
+        Ok(self.hooks.file(self.inner.create(name)?))
+    }
+    fn open_append(&self, name: &str) -> io::Result<Box<dyn StorageFile>> {
+        Ok(self.hooks.file(self.inner.open_append(name)?))
+    }
+    fn truncate(&self, name: &str, len: u64) -> io::Result<()> {
+        self.inner.truncate(name, len)
+    }
+    fn rename(&self, from: &str, to: &str) -> io::Result<()> {
+        self.inner.rename(from, to)
+    }
+    fn remove(&self, name: &str) -> io::Result<()> {
+        self.inner.remove(name)
+    }
+    fn sync_dir(&self) -> io::Result<()> {
+        self.hooks.on_sync_dir();
+        self.inner.sync_dir()
+    }
+    fn describe(&self, name: &str) -> String {
+        self.inner.describe(name)
+    }
+}
+
 /// Files in a directory of the file system.
 ///
 /// Opening takes an exclusive lock on `dir/LOCK` for as long as any clone

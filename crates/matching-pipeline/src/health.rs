@@ -37,9 +37,10 @@ pub(crate) struct Health {
 }
 
 impl Health {
-    /// Records why the engine stops (unless a reason is already recorded).
-    pub(crate) fn stop(&self, why: Stopped) {
-        let _ = self.stopped.set(why);
+    /// Records why the engine stops, unless a reason is already recorded;
+    /// returns the reason that stands (the first).
+    pub(crate) fn stop(&self, why: Stopped) -> Stopped {
+        self.stopped.get_or_init(|| why).clone()
     }
 
     /// `Err` once the engine has stopped. One atomic load when it runs.

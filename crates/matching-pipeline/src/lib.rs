@@ -165,8 +165,8 @@ impl EngineConfig {
 
 /// Refuses a configuration that differs from the layout the data directory
 /// was made with, naming the setting.
-fn check_layout(config: &EngineConfig, report: &RecoveryReport) -> Result<(), StartError> {
-    let Some(stored) = &report.manifest else { return Ok(()) };
+fn check_layout(config: &EngineConfig, manifest: Option<&Manifest>) -> Result<(), StartError> {
+    let Some(stored) = manifest else { return Ok(()) };
     match config.layout().difference(&stored.layout) {
         None => Ok(()),
         Some((name, asked, stored)) => Err(StartError::Config(format!(
@@ -189,14 +189,8 @@ pub fn recover_books(config: &EngineConfig, repair: bool) -> Result<(Vec<Exchang
     }
     let router = SymbolRouter::new(config.shards, &config.symbol_shards);
     // The layout is checked first: books built under another layout would be wrong.
-    let manifest = matching_journal::read_manifest(durability.storage.as_ref()).map_err(|reason| {
-        StartError::Recovery(RecoveryError::Corruption {
-            file: durability.storage.describe(matching_journal::MANIFEST_FILE),
-            offset: 0,
-            reason,
-        })
-    })?;
-    check_layout(config, &RecoveryReport { manifest, ..RecoveryReport::default() })?;
+    let manifest = matching_journal::read_manifest(durability.storage.as_ref()).map_err(StartError::Recovery)?;
+    check_layout(config, manifest.as_ref())?;
     recover_shards(config, durability, &router, repair).map_err(StartError::Recovery)
 }
 
@@ -594,10 +588,7 @@ impl<X: Copy + Send + 'static> Engine<X> {
             match answers[shard].recv() {
                 Ok(Answer::State(parts)) => state.extend(parts),
                 Ok(answer) => last = Some(answer),
-                Err(_) => {
-                    self.health.stop(Stopped::ShardFailed(shard));
-                    return Err(Stopped::ShardFailed(shard));
-                }
+                Err(_) => return Err(self.health.stop(Stopped::ShardFailed(shard))),
             }
         }
         drop(answers);
@@ -675,7 +666,7 @@ impl<X: Copy + Send + 'static> Engine<X> {
         for (shard, receiver) in answers.iter().enumerate() {
             match receiver.recv() {
                 Ok(Answer::State(state)) => parts.extend(state),
-                _ => return Err(std::io::Error::other(Stopped::ShardFailed(shard))),
+                _ => return Err(std::io::Error::other(self.health.stop(Stopped::ShardFailed(shard)))),
             }
         }
         drop(answers);

@@ -189,20 +189,13 @@ impl<X: Copy> Sequencer<X> {
     fn wait_for_room(&self, backoff: &mut Backoff) -> Result<(), Stopped> {
         self.health.check()?;
         if let Some(shard) = self.inputs.iter().position(|input| input.is_abandoned()) {
-            return Err(self.stop(Stopped::ShardFailed(shard)));
+            return Err(self.health.stop(Stopped::ShardFailed(shard)));
         }
         if self.journal.as_ref().is_some_and(|journal| journal.is_abandoned()) {
-            return Err(self.stop(Stopped::JournalFailed("the journal thread is gone".to_string())));
+            return Err(self.health.stop(Stopped::JournalFailed("the journal thread is gone".to_string())));
         }
         backoff.pause();
         Ok(())
-    }
-
-    /// Records why the engine stopped and returns the reason that stands
-    /// (the first one recorded).
-    fn stop(&self, why: Stopped) -> Stopped {
-        self.health.stop(why);
-        self.health.check().err().unwrap_or(Stopped::ReaderGone)
     }
 
     /// Gives `payload` the next `seq` and hands it to the merger.
@@ -248,7 +241,7 @@ impl<X: Copy> Sequencer<X> {
         let mut backoff = Backoff::new(self.wait);
         while journal.push(entry).is_err() {
             if backoff.wait_for_room(journal).is_err() {
-                return Err(self.stop(Stopped::JournalFailed("the journal thread is gone".to_string())));
+                return Err(self.health.stop(Stopped::JournalFailed("the journal thread is gone".to_string())));
             }
         }
         if self.wait == WaitStrategy::Park {
@@ -263,7 +256,7 @@ impl<X: Copy> Sequencer<X> {
         let mut backoff = Backoff::new(self.wait);
         while self.inputs[shard].push(message).is_err() {
             if backoff.wait_for_room(&self.inputs[shard]).is_err() {
-                return Err(self.stop(Stopped::ShardFailed(shard)));
+                return Err(self.health.stop(Stopped::ShardFailed(shard)));
             }
         }
         if self.wait == WaitStrategy::Park {

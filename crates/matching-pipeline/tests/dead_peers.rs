@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 
 use common::{limit, small_exchange, sym, with_timeout};
 use matching_core::{Action, Side, Symbol};
-use matching_journal::storage::{SimStorage, Storage, StorageFile};
+use matching_journal::storage::{SimStorage, Storage, StorageFile, StorageHooks, Wrapped};
 use matching_pipeline::{Durability, Engine, EngineConfig, StartError, Stopped, WaitStrategy};
 
 const LIMIT: Duration = Duration::from_secs(30);
@@ -169,10 +169,9 @@ fn a_reader_handler_that_panics_stops_the_engine() {
     assert!(engine_threads().is_empty(), "threads left: {:?}", engine_threads());
 }
 
-/// A storage whose file writes panic once `armed` is set (as a bug in the
-/// journal thread would), delegating everything to a `SimStorage`.
-struct PanickingStorage {
-    inner: SimStorage,
+/// File writes that panic once `armed` is set (as a bug in the journal
+/// thread would), on a `SimStorage`.
+struct PanicWhenArmed {
     armed: Arc<AtomicBool>,
 }
 
@@ -192,34 +191,15 @@ impl StorageFile for PanickingFile {
     }
 }
 
-impl Storage for PanickingStorage {
-    fn list(&self) -> io::Result<Vec<String>> {
-        self.inner.list()
+impl StorageHooks for PanicWhenArmed {
+    fn file(&self, file: Box<dyn StorageFile>) -> Box<dyn StorageFile> {
+        Box::new(PanickingFile { inner: file, armed: Arc::clone(&self.armed) })
     }
-    fn read(&self, name: &str) -> io::Result<Vec<u8>> {
-        self.inner.read(name)
-    }
-    fn create(&self, name: &str) -> io::Result<Box<dyn StorageFile>> {
-        Ok(Box::new(PanickingFile { inner: self.inner.create(name)?, armed: Arc::clone(&self.armed) }))
-    }
-    fn open_append(&self, name: &str) -> io::Result<Box<dyn StorageFile>> {
-        Ok(Box::new(PanickingFile { inner: self.inner.open_append(name)?, armed: Arc::clone(&self.armed) }))
-    }
-    fn truncate(&self, name: &str, len: u64) -> io::Result<()> {
-        self.inner.truncate(name, len)
-    }
-    fn rename(&self, from: &str, to: &str) -> io::Result<()> {
-        self.inner.rename(from, to)
-    }
-    fn remove(&self, name: &str) -> io::Result<()> {
-        self.inner.remove(name)
-    }
-    fn sync_dir(&self) -> io::Result<()> {
-        self.inner.sync_dir()
-    }
-    fn describe(&self, name: &str) -> String {
-        self.inner.describe(name)
-    }
+}
+
+/// [`config`], journaling to `storage`.
+fn journaled(storage: Arc<dyn Storage>, wait: WaitStrategy) -> EngineConfig {
+    EngineConfig { durability: Some(Durability::new(storage)), ..config(wait) }
 }
 
 #[test]
@@ -227,10 +207,11 @@ fn a_journal_thread_that_panics_stops_the_engine() {
     let _serial = serial();
     with_timeout("journal panic", LIMIT, || {
         let armed = Arc::new(AtomicBool::new(false));
-        let storage = PanickingStorage { inner: SimStorage::new(), armed: Arc::clone(&armed) };
-        let mut durability = Durability::new(Arc::new(storage));
-        durability.journal_ring = 16;
-        let config = EngineConfig { durability: Some(durability), ..config(WaitStrategy::SpinYield) };
+        let storage = Wrapped { inner: SimStorage::new(), hooks: PanicWhenArmed { armed: Arc::clone(&armed) } };
+        let mut config = journaled(Arc::new(storage), WaitStrategy::SpinYield);
+        if let Some(durability) = &mut config.durability {
+            durability.journal_ring = 16;
+        }
         let (engine, mut reader) = Engine::<u32>::start(config).expect("start");
         let reader = std::thread::spawn(move || {
             let mut delivered = 0u64;
@@ -264,10 +245,7 @@ fn a_start_that_fails_leaves_no_thread_behind() {
             // cannot open its first segment.
             let storage = SimStorage::new();
             storage.fail_writes(Some("disk full"));
-            let config = EngineConfig {
-                durability: Some(Durability::new(Arc::new(storage))),
-                ..config(WaitStrategy::SpinYield)
-            };
+            let config = journaled(Arc::new(storage), WaitStrategy::SpinYield);
             match Engine::<u32>::start(config) {
                 Err(StartError::Recovery(error)) => assert!(error.to_string().contains("disk full"), "{error}"),
                 Err(other) => panic!("failed for another reason: {other}"),
@@ -286,10 +264,7 @@ fn a_dead_shard_makes_snapshots_and_state_queries_fail() {
     let _serial = serial();
     with_timeout("dead shard snapshot", LIMIT, || {
         let storage = SimStorage::new();
-        let config = EngineConfig {
-            durability: Some(Durability::new(Arc::new(storage.clone()))),
-            ..config(WaitStrategy::SpinYield)
-        };
+        let config = journaled(Arc::new(storage.clone()), WaitStrategy::SpinYield);
         let (engine, mut reader) = Engine::<u32>::start(config).expect("start");
         let reader = std::thread::spawn(move || reader.run(|_| {}));
         engine.submit_batch(&orders(200)).expect("the engine runs");
@@ -315,10 +290,7 @@ fn a_query_never_shows_what_is_not_durable() {
     let _serial = serial();
     with_timeout("query durability", LIMIT, || {
         let storage = SimStorage::new();
-        let config = EngineConfig {
-            durability: Some(Durability::new(Arc::new(storage.clone()))),
-            ..config(WaitStrategy::SpinYield)
-        };
+        let config = journaled(Arc::new(storage.clone()), WaitStrategy::SpinYield);
         let (engine, mut reader) = Engine::<u32>::start(config).expect("start");
         let reader = std::thread::spawn(move || reader.run(|_| {}));
         let actions = orders(100);

@@ -136,6 +136,12 @@ struct Taker {
     stp: Stp,
 }
 
+/// The `cancelled` event of (what is left of) `taker` in `symbol`.
+fn taker_cancelled(seq: Seq, symbol: Symbol, taker: &Taker, reason: CancelReason, remaining: Qty) -> Event {
+    let (order_id, user, side, price) = (taker.order_id, taker.user, taker.side, taker.limit);
+    Event { seq, kind: EventKind::Cancelled { order_id, user, symbol, side, price, reason, remaining } }
+}
+
 /// How a taker's pass through the book ended.
 #[derive(Debug, PartialEq, Eq)]
 enum Pass {
@@ -168,18 +174,7 @@ fn match_taker(
         }
         let maker = *book.levels(maker_side)[&price].front().expect("reference: no empty level is kept");
         if maker.user == taker.user && taker.stp != Stp::None {
-            let cancel_taker = |remaining: Qty| Event {
-                seq,
-                kind: EventKind::Cancelled {
-                    order_id: taker.order_id,
-                    user: taker.user,
-                    symbol,
-                    side: taker.side,
-                    price: taker.limit,
-                    reason: CancelReason::Stp,
-                    remaining,
-                },
-            };
+            let cancel_taker = |remaining: Qty| taker_cancelled(seq, symbol, taker, CancelReason::Stp, remaining);
             if taker.stp == Stp::CancelTaker {
                 events.push(cancel_taker(*remaining));
                 return Pass::TakerCancelled;
@@ -439,18 +434,7 @@ impl Reference {
             let pass =
                 match_taker(&mut trial, o.symbol, seq, &taker, &mut trial_remaining, &mut Vec::new(), &mut Vec::new());
             if pass == Pass::TakerCancelled || trial_remaining > 0 {
-                events.push(Event {
-                    seq,
-                    kind: EventKind::Cancelled {
-                        order_id: o.order_id,
-                        user: o.user,
-                        symbol: o.symbol,
-                        side: o.side,
-                        price: o.price,
-                        reason: CancelReason::Fok,
-                        remaining: o.qty,
-                    },
-                });
+                events.push(taker_cancelled(seq, o.symbol, &taker, CancelReason::Fok, o.qty));
                 return;
             }
         }
@@ -478,18 +462,7 @@ impl Reference {
             }
             (tif, _) => {
                 assert_ne!(tif, Tif::Fok, "reference: a feasible fok order fills completely");
-                events.push(Event {
-                    seq,
-                    kind: EventKind::Cancelled {
-                        order_id: o.order_id,
-                        user: o.user,
-                        symbol: o.symbol,
-                        side: o.side,
-                        price: o.price,
-                        reason: CancelReason::Ioc,
-                        remaining,
-                    },
-                });
+                events.push(taker_cancelled(seq, o.symbol, &taker, CancelReason::Ioc, remaining));
             }
         }
     }
