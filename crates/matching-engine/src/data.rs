@@ -7,7 +7,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use matching_core::{Config, Exchange, hash_books};
-use matching_journal::format::{self, KIND_COMMAND, KIND_EXTERNAL};
+use matching_journal::format::{self, KIND_COMMAND, KIND_EXTERNAL, KIND_SYNCED};
 use matching_journal::storage::{FsStorage, Storage};
 use matching_pipeline::{Durability, EngineConfig, recover_books};
 use matching_proto::json;
@@ -253,6 +253,11 @@ fn inspect(storage: &FsStorage, out: &mut impl Write) -> std::io::Result<()> {
                 }
             };
             let chained = record.chain_crc == format::chain(link, record.body_crc);
+            link = record.chain_crc;
+            if record.kind == KIND_SYNCED {
+                writeln!(out, "{{\"synced_through\":{},\"offset\":{offset},\"chained\":{chained}}}", record.seq)?;
+                continue;
+            }
             let mut line = format!("{{\"seq\":{},\"offset\":{offset},\"chained\":{chained}", record.seq);
             match (record.kind, format::decode_command(record.seq, record.payload)) {
                 (KIND_COMMAND, Some(command)) => {
@@ -269,7 +274,6 @@ fn inspect(storage: &FsStorage, out: &mut impl Write) -> std::io::Result<()> {
                 _ => line.push_str(",\"undecodable\":true"),
             }
             writeln!(out, "{line}}}")?;
-            link = record.chain_crc;
             next_first_seq = record.seq.checked_add(1);
         }
     }

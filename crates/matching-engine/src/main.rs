@@ -7,20 +7,17 @@
 //! - `generate`: writes such a flow as JSON lines, for `replay`.
 //! - `recover`, `journal inspect|verify`: the data directory of `replay --data`.
 //!
-//! The three benchmarks share their helpers (event checksum, client loops,
-//! load meter, formatting) in `bench_support`.
+//! The benchmarks and `generate` live in `matching-bench`; this crate only
+//! parses the command line and hands each subcommand to its crate.
 
 use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
-mod bench;
-mod bench_durable;
-mod bench_engine;
-mod bench_support;
 mod data;
-mod generate;
 mod replay;
+
+use matching_bench as bench;
 
 #[derive(Parser)]
 #[command(name = "matching-engine", version, about = "An exchange matching engine")]
@@ -34,13 +31,13 @@ enum Command {
     /// Run JSON-line commands through the engine and write JSON-line events (see SPEC.md).
     Replay(replay::Args),
     /// Measure the order-book core on generated order flow.
-    Bench(bench::Args),
+    Bench(bench::core::Args),
     /// Measure the multi-core engine: high load, realistic multi-symbol flow, open-loop latency.
-    BenchEngine(bench_engine::Args),
+    BenchEngine(bench::engine::Args),
     /// Measure durability: journaled throughput, ack latency, recovery and snapshot times.
-    BenchDurable(bench_durable::Args),
+    BenchDurable(bench::durable::Args),
     /// Write generated order flow as JSON-line commands (stdout).
-    Generate(generate::Args),
+    Generate(bench::generate::Args),
     /// Rebuild the state from a data directory and print its last seq and state hash.
     Recover(data::RecoverArgs),
     /// Look at a data directory's journal and snapshots.
@@ -52,10 +49,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
         Command::Replay(args) => replay::run(args),
-        Command::Bench(args) => bench::run(args),
-        Command::BenchEngine(args) => bench_engine::run(args),
-        Command::BenchDurable(args) => bench_durable::run(args),
-        Command::Generate(args) => generate::run(args),
+        Command::Bench(args) => bench::core::run(args),
+        Command::BenchEngine(args) => bench::engine::run(args),
+        Command::BenchDurable(args) => bench::durable::run(args),
+        Command::Generate(args) => bench::generate::run(args),
         Command::Recover(args) => data::recover(args),
         Command::Journal(command) => data::journal(command),
     };

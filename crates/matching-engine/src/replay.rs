@@ -50,8 +50,8 @@ pub struct Args {
     #[arg(long)]
     shards: Option<usize>,
     /// How engine threads wait (with --shards).
-    #[arg(long, value_enum, default_value_t = WaitChoice::SpinYield)]
-    wait: WaitChoice,
+    #[arg(long, value_enum, default_value_t = WaitStrategy::SpinYield)]
+    wait: WaitStrategy,
     /// Journal every command in this data directory (recovering what is
     /// already there first; new commands continue its sequence). An event is
     /// written only once its command is durable.
@@ -59,50 +59,11 @@ pub struct Args {
     data: Option<PathBuf>,
     /// When the journal syncs (with --data). `off` is for benchmarks only:
     /// a crash then loses acknowledged commands.
-    #[arg(long, value_enum, default_value_t = FsyncChoice::Batch)]
-    fsync: FsyncChoice,
+    #[arg(long, value_enum, default_value_t = FsyncPolicy::Batch)]
+    fsync: FsyncPolicy,
     /// Write a snapshot after every this many commands (with --data).
     #[arg(long)]
     snapshot_every: Option<u64>,
-}
-
-/// `--fsync`: when the journal calls `fdatasync`.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum FsyncChoice {
-    /// Once per group of records (group commit).
-    Batch,
-    /// Once per record.
-    Always,
-    /// Never (benchmarks only: nothing is durable).
-    Off,
-}
-
-impl From<FsyncChoice> for FsyncPolicy {
-    fn from(choice: FsyncChoice) -> FsyncPolicy {
-        match choice {
-            FsyncChoice::Batch => FsyncPolicy::Batch,
-            FsyncChoice::Always => FsyncPolicy::Always,
-            FsyncChoice::Off => FsyncPolicy::Off,
-        }
-    }
-}
-
-/// `--wait`: how engine threads wait for work or room.
-#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
-pub enum WaitChoice {
-    BusySpin,
-    SpinYield,
-    Park,
-}
-
-impl From<WaitChoice> for WaitStrategy {
-    fn from(choice: WaitChoice) -> WaitStrategy {
-        match choice {
-            WaitChoice::BusySpin => WaitStrategy::BusySpin,
-            WaitChoice::SpinYield => WaitStrategy::SpinYield,
-            WaitChoice::Park => WaitStrategy::Park,
-        }
-    }
 }
 
 /// Writes each event as a JSON line into a buffer the caller flushes.
@@ -139,19 +100,19 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         (_, data) => {
             let durability = match data {
                 Some(dir) => {
-                    if args.fsync == FsyncChoice::Off {
+                    if args.fsync == FsyncPolicy::Off {
                         eprintln!(
                             "warning: --fsync off: the journal is never synced; a crash loses acknowledged commands"
                         );
                     }
                     let storage = FsStorage::open(dir).with_context(|| format!("cannot open {}", dir.display()))?;
                     let mut durability = Durability::new(Arc::new(storage));
-                    durability.fsync = args.fsync.into();
+                    durability.fsync = args.fsync;
                     Some(durability)
                 }
                 None => None,
             };
-            let config = EngineConfig { wait: args.wait.into(), clock: Clock::Zero, durability, ..layout };
+            let config = EngineConfig { wait: args.wait, clock: Clock::Zero, durability, ..layout };
             replay_sharded(input, output, config, args.snapshot_every)?
         }
     };

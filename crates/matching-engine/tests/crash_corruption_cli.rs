@@ -92,13 +92,13 @@ fn files(dir: &Path) -> BTreeMap<String, Vec<u8>> {
         .collect()
 }
 
-/// `(offset, bytes, seq)` of every record of a segment file.
+/// `(offset, bytes, seq)` of every record of a segment file (not the
+/// synced-through markers between them).
 fn record_spans(segment: &[u8]) -> Vec<(usize, usize, Seq)> {
     format::records(segment)
-        .map(|(offset, record)| {
-            let record = record.expect("an undamaged segment");
-            (offset, record.len, record.seq)
-        })
+        .map(|(offset, record)| (offset, record.expect("an undamaged segment")))
+        .filter(|(_, record)| record.kind != format::KIND_SYNCED)
+        .map(|(offset, record)| (offset, record.len, record.seq))
         .collect()
 }
 

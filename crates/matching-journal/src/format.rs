@@ -99,6 +99,13 @@ pub const KIND_COMMAND: u8 = 1;
 /// A `seq` a front end used for something that is not a command (a line it
 /// rejected): nothing to apply, but the sequence stays gap-free.
 pub const KIND_EXTERNAL: u8 = 2;
+/// A synced-through marker: its `seq` field says every record up to that
+/// `seq` had been made durable (`fdatasync` returned) before this record was
+/// written. It takes no `seq` of its own and has no payload; it is chained
+/// like any record. Recovery allows a hole (a power cut that persisted a
+/// later page of a group and lost an earlier one) only beyond the last
+/// marker, and refuses damage a marker vouches for.
+pub const KIND_SYNCED: u8 = 3;
 
 fn put_u32(out: &mut [u8], at: usize, value: u32) {
     out[at..at + 4].copy_from_slice(&value.to_le_bytes());

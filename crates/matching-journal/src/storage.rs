@@ -244,6 +244,12 @@ pub enum CrashMode {
     KeepPrefix { keep: usize },
     /// As `KeepPrefix`, then `garbage` more bytes of junk (a sector half written).
     Garbage { keep: usize, garbage: usize, seed: u64 },
+    /// Each `page`-sized block (at file offsets that are multiples of
+    /// `page`) holding unsynced bytes independently reached the disk or did
+    /// not, as when a power cut interrupts a `fdatasync` that writes pages in
+    /// no particular order: a lost block before a kept one reads as zeros,
+    /// and the file ends with its last kept block.
+    RandomPages { page: usize, seed: u64 },
 }
 
 impl SimStorage {
@@ -276,12 +282,28 @@ impl SimStorage {
                     if !file.unsynced.is_empty() {
                         let mut x = seed | 1;
                         for _ in 0..garbage {
-                            x ^= x << 13;
-                            x ^= x >> 7;
-                            x ^= x << 17;
-                            durable.push(x as u8);
+                            durable.push(xorshift(&mut x) as u8);
                         }
                     }
+                }
+                CrashMode::RandomPages { page, seed } => {
+                    let page = page.max(1);
+                    // Each file draws its own pages.
+                    let mut x = seed ^ crc32c::crc32c(name.as_bytes()) as u64;
+                    let base = durable.len();
+                    let mut image = [durable.as_slice(), &vec![0; file.unsynced.len()]].concat();
+                    let mut end = base;
+                    let mut at = base;
+                    while at < image.len() {
+                        let page_end = ((at / page + 1) * page).min(image.len());
+                        if splitmix(&mut x) & 1 == 1 {
+                            image[at..page_end].copy_from_slice(&file.unsynced[at - base..page_end - base]);
+                            end = page_end;
+                        }
+                        at = page_end;
+                    }
+                    image.truncate(end);
+                    durable = image;
                 }
             }
             files.insert(name.clone(), SimFile { durable, unsynced: Vec::new() });
@@ -338,6 +360,21 @@ impl SimStorage {
         state.origin.insert(name.to_string(), creation.clone());
         state.durable_names.insert(name.to_string(), creation);
     }
+}
+
+fn xorshift(x: &mut u64) -> u64 {
+    *x ^= *x << 13;
+    *x ^= *x >> 7;
+    *x ^= *x << 17;
+    *x
+}
+
+fn splitmix(x: &mut u64) -> u64 {
+    *x = x.wrapping_add(0x9E37_79B9_7F4A_7C15);
+    let mut z = *x;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    z ^ (z >> 31)
 }
 
 struct SimHandle {
@@ -480,6 +517,15 @@ mod tests {
         assert_eq!(torn.read("a").unwrap(), b"hello wo");
         let junk = storage.crash(CrashMode::Garbage { keep: 1, garbage: 3, seed: 9 });
         assert_eq!(junk.read("a").unwrap().len(), 6 + 1 + 3);
+        // Pages of 4 bytes: "hell|o wo|rld"; "o " is durable, "wo" and "rld" not.
+        let mut outcomes = std::collections::BTreeSet::new();
+        for seed in 0..64 {
+            let bytes = storage.crash(CrashMode::RandomPages { page: 4, seed }).read("a").unwrap();
+            assert!(bytes.starts_with(b"hello "), "the synced bytes are kept: {bytes:?}");
+            outcomes.insert(bytes);
+        }
+        let expected: Vec<&[u8]> = vec![b"hello ", b"hello \0\0rld", b"hello wo", b"hello world"];
+        assert_eq!(outcomes.iter().map(Vec::as_slice).collect::<Vec<_>>(), expected);
         // A rename is only durable after sync_dir.
         storage.rename("a", "b").unwrap();
         assert_eq!(storage.crash(CrashMode::LoseUnsynced).list().unwrap(), vec!["a".to_string()]);

@@ -31,7 +31,9 @@ fn record(seq: Seq, generation: u64) -> Record {
     Record::Command(Command { seq, timestamp_ns: seq * 1_000 + generation, action })
 }
 
-/// A journal of `records` (seq from `state.last_seq + 1`), synced.
+/// A journal of `records` (seq from `state.last_seq + 1`), synced and
+/// vouched for by a synced-through marker (as the engine's journal leaves
+/// it once idle): damage to any of them is damage to synced records.
 fn write(storage: &SimStorage, state: &JournalState, segment_bytes: u64, records: &[Record]) {
     let shared: Arc<dyn Storage> = Arc::new(storage.clone());
     let mut writer = JournalWriter::open(shared, state, segment_bytes).unwrap();
@@ -40,6 +42,9 @@ fn write(storage: &SimStorage, state: &JournalState, segment_bytes: u64, records
         // Written one by one: the writer rotates only between writes.
         writer.write().unwrap();
     }
+    writer.sync().unwrap();
+    writer.vouch().unwrap();
+    writer.write().unwrap();
     writer.sync().unwrap();
 }
 

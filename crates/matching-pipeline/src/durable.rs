@@ -18,6 +18,7 @@ use crate::wait::{Backoff, Signal, WaitStrategy};
 
 /// When the journal calls `fdatasync`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum FsyncPolicy {
     /// Once per group of records (everything that arrived while the last
     /// sync ran, up to `group_bytes_max`): the default.
@@ -71,6 +72,11 @@ impl Durability {
         }
     }
 }
+
+/// How long the journal waits, idle, before it writes and syncs a
+/// synced-through marker for its last group (under load the next group
+/// carries it for free; see `docs/JOURNAL.md`).
+const VOUCH_AFTER_IDLE: Duration = Duration::from_millis(1);
 
 /// Sequencer → journal thread.
 #[derive(Clone, Copy, Debug)]
@@ -165,6 +171,7 @@ impl JournalThread {
         };
         let mut backoff = Backoff::new(*wait);
         let mut group_started: Option<Instant> = None;
+        let mut idle_since = Instant::now();
         loop {
             let available = input.slots();
             if available == 0 {
@@ -174,8 +181,13 @@ impl JournalThread {
                     } else {
                         commit(writer)?;
                         group_started = None;
+                        idle_since = Instant::now();
                     }
                     continue;
+                }
+                if writer.unvouched() && idle_since.elapsed() >= VOUCH_AFTER_IDLE {
+                    writer.vouch()?;
+                    commit(writer)?;
                 }
                 if backoff.wait_for_data(input_signal, input).is_err() {
                     // The engine is gone without a shutdown: nothing more comes.
@@ -206,6 +218,10 @@ impl JournalThread {
                 writer.prune_through(seq)?;
             }
             if shutdown {
+                // Synced, then vouched for: a clean stop leaves nothing a
+                // power cut could pass off as a hole.
+                commit(writer)?;
+                writer.vouch()?;
                 return commit(writer);
             }
             // Group commit: everything that arrived while the last sync ran is
@@ -215,6 +231,7 @@ impl JournalThread {
             if writer.buffered() > 0 && group_started.is_none_or(|t| t.elapsed() >= *group_linger) {
                 commit(writer)?;
                 group_started = None;
+                idle_since = Instant::now();
             }
         }
     }

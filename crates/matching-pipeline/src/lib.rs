@@ -361,7 +361,7 @@ impl<X: Copy + Send + 'static> Engine<X> {
                 let mut writer =
                     JournalWriter::open(Arc::clone(&durability.storage), &report.journal, durability.segment_bytes)
                         .map_err(|e| StartError::Recovery(RecoveryError::Io(e)))?;
-                writer.set_sync_on_rotate(durability.fsync != FsyncPolicy::Off);
+                writer.set_synced(durability.fsync != FsyncPolicy::Off);
                 // A new directory (or one from before manifests) gets one now.
                 writer
                     .set_manifest(Manifest { layout: config.layout(), newest_segment: None })

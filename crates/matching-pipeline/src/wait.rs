@@ -14,6 +14,7 @@ use rtrb::{Consumer, Producer};
 
 /// How a waiting thread spends its time. Measured in `docs/BENCHMARKS.md`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
+#[cfg_attr(feature = "clap", derive(clap::ValueEnum))]
 pub enum WaitStrategy {
     /// Spin on the ring forever: the lowest latency, and a whole core per
     /// waiting thread. Only for machines with a core for every thread.

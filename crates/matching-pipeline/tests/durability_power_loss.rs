@@ -1,6 +1,8 @@
 //! Power loss, simulated: an engine journals into a `SimStorage` and, while
 //! it runs, the storage is "crashed" (`SimStorage::crash`: only what was
-//! synced survives, maybe with a torn prefix of the rest or junk after it).
+//! synced survives, maybe with a torn prefix of the rest or junk after it,
+//! or any subset of the unsynced pages, as a disk that writes them out of
+//! order leaves them).
 //! A new engine started on what survived must
 //!
 //! (a) hold every command whose events were delivered before the crash
@@ -173,9 +175,10 @@ impl Params {
     fn draw(mix: &mut Mix) -> Params {
         let commands = 100 + mix.below(900) as usize;
         let fsync = if mix.below(3) == 0 { FsyncPolicy::Always } else { FsyncPolicy::Batch };
-        let mode = match mix.below(3) {
+        let mode = match mix.below(4) {
             0 => CrashMode::LoseUnsynced,
             1 => CrashMode::KeepPrefix { keep: mix.below(400) as usize },
+            2 => CrashMode::RandomPages { page: [512, 4096][mix.below(2) as usize], seed: mix.next() },
             _ => CrashMode::Garbage {
                 keep: mix.below(400) as usize,
                 garbage: 1 + mix.below(100) as usize,

@@ -260,7 +260,15 @@ pub const TOO_LONG: ParseReject = ParseReject { reason: RejectReason::Malformed,
 /// `tif` that is not one of its words).
 pub fn parse_command(line: &[u8], new_order_id: OrderId) -> Result<Action, ParseReject> {
     let malformed = ParseReject { reason: RejectReason::Malformed, order_id: None };
-    let raw: RawCommand = serde_json::from_slice(line).map_err(|_| malformed)?;
+    let raw: RawCommand = match serde_json::from_slice(line) {
+        Ok(raw) => raw,
+        // The reader refuses a number a float cannot hold (`1e400`); it is
+        // still a number that is not an integer, like `2.5`.
+        Err(_) => match tame_huge_numbers(line) {
+            Some(tamed) => serde_json::from_slice(&tamed).map_err(|_| malformed)?,
+            None => return Err(malformed),
+        },
+    };
     match raw.op.str() {
         Some(b"new") => parse_new(&raw, new_order_id),
         Some(b"cancel") => {
@@ -297,6 +305,54 @@ pub fn parse_command(line: &[u8], new_order_id: OrderId) -> Result<Action, Parse
 
 /// The `symbol` field, or `invalid_symbol` when it is missing or does not
 /// match SPEC's pattern.
+/// `line` with every number too large for a float (`1e400`, `-1e999`, a
+/// 400-digit integer) outside strings replaced by `0.5`, which reads as a
+/// number that is not an integer; `None` if it has none. (The rare path of a
+/// line the JSON reader refused: one pass, bounded by the line.)
+fn tame_huge_numbers(line: &[u8]) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(line.len());
+    let mut tamed = false;
+    let mut in_string = false;
+    let mut i = 0;
+    while i < line.len() {
+        let b = line[i];
+        if in_string {
+            out.push(b);
+            match b {
+                b'\\' if i + 1 < line.len() => {
+                    out.push(line[i + 1]);
+                    i += 1;
+                }
+                b'"' => in_string = false,
+                _ => {}
+            }
+            i += 1;
+            continue;
+        }
+        if b == b'-' || b.is_ascii_digit() {
+            let end = line[i..]
+                .iter()
+                .position(|c| !matches!(c, b'0'..=b'9' | b'-' | b'+' | b'.' | b'e' | b'E'))
+                .map_or(line.len(), |n| i + n);
+            let token = &line[i..end];
+            let huge =
+                std::str::from_utf8(token).ok().and_then(|t| t.parse::<f64>().ok()).is_some_and(f64::is_infinite);
+            if huge {
+                out.extend_from_slice(b"0.5");
+                tamed = true;
+            } else {
+                out.extend_from_slice(token);
+            }
+            i = end;
+            continue;
+        }
+        in_string = b == b'"';
+        out.push(b);
+        i += 1;
+    }
+    tamed.then_some(out)
+}
+
 fn symbol(raw: &RawCommand) -> Result<Symbol, ParseReject> {
     raw.symbol
         .str()
@@ -667,6 +723,34 @@ mod tests {
         // user is not read: any value, or none, is fine
         assert_eq!(parse(r#"{"op":"halt","symbol":"X","user":"who"}"#), Ok(Action::Halt { symbol: x }));
         assert_eq!(parse(r#"{"op":"resume","symbol":"X"}"#), Ok(Action::Resume { symbol: x }));
+    }
+
+    /// Numbers too large for a float are numbers that are not integers, like
+    /// `2.5`: not a reason to refuse the line as `malformed`.
+    #[test]
+    fn numbers_beyond_a_float_are_not_integers() {
+        let new = |field: &str| format!(r#"{{"op":"new","user":1,"symbol":"X","side":"buy",{field}}}"#);
+        let Ok(Action::New(order)) = parse(&new(r#""price":1e400,"qty":2"#)) else { panic!() };
+        assert_eq!((order.price, order.qty), (Some(0), 2), "invalid_price in the core");
+        let Ok(Action::New(order)) = parse(&new(r#""price":5,"qty":-1E+999"#)) else { panic!() };
+        assert_eq!(order.qty, 0, "invalid_qty in the core");
+        let digits = "9".repeat(400);
+        let Ok(Action::New(order)) = parse(&new(&format!(r#""price":{digits},"qty":2"#))) else { panic!() };
+        assert_eq!(order.price, Some(0));
+        // A modify keeps its order id echo.
+        assert_eq!(
+            parse(r#"{"op":"modify","user":1,"order_id":3,"qty":1e400}"#),
+            Ok(Action::Modify { user: 1, order_id: 3, price: None, qty: Some(0) })
+        );
+        // A user that is not an integer is malformed, whatever its size.
+        assert_eq!(reason(&new(r#""user":1e400,"price":5,"qty":2"#)), RejectReason::Malformed);
+        // Inside a string it is text; a line broken elsewhere stays malformed.
+        assert_eq!(
+            reason(r#"{"op":"new","user":1,"symbol":"1e400","side":"buy","price":1e400,"qty":2"#),
+            RejectReason::Malformed
+        );
+        let Ok(Action::New(order)) = parse(&new(r#""price":1e400,"qty":2,"note":"a \"1e400\" b""#)) else { panic!() };
+        assert_eq!(order.price, Some(0));
     }
 
     #[test]

@@ -783,7 +783,7 @@ mod tests {
         assert_eq!(micros(12_345), "12.35");
         assert_eq!(list(&[1, 2, 4]), "1,2,4");
         assert_eq!(wait_name(WaitStrategy::SpinYield), "spin-yield");
-        assert_eq!(flag_value(&crate::replay::WaitChoice::BusySpin), "busy-spin");
+        assert_eq!(flag_value(&matching_pipeline::WaitStrategy::BusySpin), "busy-spin");
         let mut line = "x".to_string();
         push_flag(&mut line, false, "--no");
         push_flag(&mut line, true, "--yes");

@@ -43,7 +43,7 @@
 //!
 //! What it shares with `bench` and `bench-engine` (the event checksum, the
 //! bare core, the client loop and the open loop, the load meter, the
-//! formatting) is in [`crate::bench_support`].
+//! formatting) is in [`crate::support`].
 //!
 //! [`generate_multi`]: matching_workload::generate_multi
 
@@ -64,12 +64,11 @@ use matching_journal::{snapshot_name, write_snapshot};
 use matching_pipeline::{Answer, Durability, Engine, EngineConfig, FsyncPolicy, Query, WaitStrategy, recover_books};
 use matching_workload::{MID_START_TICKS, numbered_symbols};
 
-use crate::bench_support::{
+use crate::support::{
     self, Checksum, ClientIdle, IDLE_SPINS, JIFFIES_PER_S, Latency, LoadBreakdown, LoadMeter, Machine, Prepared, Rates,
     Report, WARMUP_BATCH, bare_rates, bare_run, exchange_config, flag_value, grouped, json_string, list, load_average,
     micros, new_histogram, offered_rates, open_loop, prepare, pump, push_flag, wait_name,
 };
-use crate::replay::WaitChoice;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Part {
@@ -129,12 +128,12 @@ pub struct Args {
     #[arg(long, default_value_t = 5_000)]
     always_commands: usize,
     /// How engine threads wait (and how the client idles).
-    #[arg(long, value_enum, default_value_t = WaitChoice::SpinYield)]
-    wait: WaitChoice,
+    #[arg(long, value_enum, default_value_t = WaitStrategy::SpinYield)]
+    wait: WaitStrategy,
     /// Latency part: how engine threads wait, one table block each (the client
     /// idles alike: spin-yield yields; park naps 20 µs once spinning and yielding found nothing).
-    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [WaitChoice::SpinYield, WaitChoice::Park])]
-    latency_waits: Vec<WaitChoice>,
+    #[arg(long, value_enum, value_delimiter = ',', default_values_t = [WaitStrategy::SpinYield, WaitStrategy::Park])]
+    latency_waits: Vec<WaitStrategy>,
     /// Latency part: offered rates, commands/s (those at or above saturation are skipped).
     #[arg(long, value_delimiter = ',', default_values_t = [100_000u64, 500_000, 1_000_000, 2_000_000])]
     rates: Vec<u64>,
@@ -185,8 +184,8 @@ impl Args {
             self.journals.iter().map(|&j| Journal::from(j).key()).collect::<Vec<_>>().join(","),
             list(&self.batch_list),
             self.always_commands,
-            wait_name(self.wait.into()),
-            self.latency_waits.iter().map(|&w| wait_name(w.into())).collect::<Vec<_>>().join(","),
+            wait_name(self.wait),
+            self.latency_waits.iter().map(|&w| wait_name(w)).collect::<Vec<_>>().join(","),
             list(&self.rates),
             list(&self.saturation_fractions),
             self.latency_seconds,
@@ -502,7 +501,7 @@ fn one_shard_config(
     batch: usize,
     durability: Option<Durability>,
 ) -> EngineConfig {
-    EngineConfig { durability, ..bench_support::engine_config(exchange, 1, batch, wait) }
+    EngineConfig { durability, ..support::engine_config(exchange, 1, batch, wait) }
 }
 
 /// p50, p99, max of a histogram of ns.
@@ -910,7 +909,7 @@ fn throughput_part(
     prepared: &Prepared,
 ) -> anyhow::Result<ThroughputSummary> {
     let Prepared { flow, exchange, .. } = prepared;
-    let wait: WaitStrategy = args.wait.into();
+    let wait: WaitStrategy = args.wait;
     let meter = LoadMeter::start();
     let (bare, expected) = bare_rates(exchange, &flow.warmup, &flow.commands, args.runs)?;
     eprintln!("  bare core: {}/s (median of {})", grouped(bare.median()), args.runs);
@@ -1220,7 +1219,7 @@ fn latency_part(
     let (_, expected) = bare_run(exchange, &flow.warmup, &flow.commands);
     let mut rows = Vec::new();
     for &choice in &args.latency_waits {
-        let wait: WaitStrategy = choice.into();
+        let wait: WaitStrategy = choice;
         let variant = Variant { journal: Journal::Batch, batch: 1, commands: actions.len(), recovered_warmup: false };
         let saturation = throughput_rows(prepared, wait, scratch, &[variant], args.runs, expected, None)?;
         let saturation = saturation[0].rates.median();
@@ -1538,7 +1537,7 @@ fn recovery_part(
     prepared: &Prepared,
 ) -> anyhow::Result<RecoverySummary> {
     let Prepared { flow, warmup_actions, actions, exchange } = prepared;
-    let wait: WaitStrategy = args.wait.into();
+    let wait: WaitStrategy = args.wait;
     let meter = LoadMeter::start();
     // The journal: warm-up and the whole flow, fsync off (durability does not change the bytes), a snapshot half way.
     let full = scratch.fresh("recovery-with-snapshot")?;
@@ -1651,7 +1650,7 @@ struct SnapshotTimes {
 }
 
 fn snapshot_part(args: &Args, report: &Report, scratch: &Scratch) -> anyhow::Result<()> {
-    let wait: WaitStrategy = args.wait.into();
+    let wait: WaitStrategy = args.wait;
     let meter = LoadMeter::start();
     let commands = resting_book(args.snapshot_symbols, args.snapshot_orders, args.seed);
     let actions: Vec<Action> = commands.iter().map(|c| c.action).collect();
@@ -1975,8 +1974,8 @@ mod tests {
             batch_list: vec![64, 5],
             always_commands: 20,
             journals: vec![JournalChoice::None, JournalChoice::Off, JournalChoice::Batch, JournalChoice::Always],
-            wait: WaitChoice::SpinYield,
-            latency_waits: vec![WaitChoice::SpinYield, WaitChoice::Park],
+            wait: WaitStrategy::SpinYield,
+            latency_waits: vec![WaitStrategy::SpinYield, WaitStrategy::Park],
             rates: vec![50_000],
             saturation_fractions: vec![0.5],
             latency_seconds: 0.01,

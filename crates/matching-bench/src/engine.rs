@@ -31,7 +31,7 @@
 //! Each table is followed by the load other processes put on the machine
 //! while it ran (from `/proc/stat`), since the machine is shared.
 //! What it shares with `bench` and `bench-durable` is in
-//! [`crate::bench_support`].
+//! [`crate::support`].
 //!
 //! [`generate_multi`]: matching_workload::generate_multi
 
@@ -43,12 +43,11 @@ use matching_core::{Action, Command, Config, DiscardEvents, NewOrder, Side, Symb
 use matching_pipeline::{Engine, EngineConfig, Query, WaitStrategy};
 use matching_workload::{MultiFlow, UNIFORM_MID_TICKS, numbered_symbols, uniform_orders};
 
-use crate::bench_support::{
+use crate::support::{
     Checksum, ClientIdle, Latency, LoadBreakdown, LoadMeter, Machine, Prepared, Rates, Report, WARMUP_BATCH,
     bare_rates, bare_run, engine_config, exchange_config, flag_value, grouped, json_string, list, load_average, micros,
     new_histogram, offered_rates, open_loop, prepare, pump, push_flag, wait_name,
 };
-use crate::replay::WaitChoice;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum Part {
@@ -76,8 +75,8 @@ pub struct Args {
     #[arg(long, default_value_t = 256)]
     batch: usize,
     /// How engine threads wait (and how the client idles), except in the wait-strategy table.
-    #[arg(long, value_enum, default_value_t = WaitChoice::SpinYield)]
-    wait: WaitChoice,
+    #[arg(long, value_enum, default_value_t = WaitStrategy::SpinYield)]
+    wait: WaitStrategy,
     /// Pin shard threads to cores (`pin_cores`), except in the pinning table.
     #[arg(long)]
     pin: bool,
@@ -130,7 +129,7 @@ impl Args {
             self.runs,
             self.seed,
             self.batch,
-            wait_name(self.wait.into()),
+            wait_name(self.wait),
             if self.pin { " --pin" } else { "" },
             list(&self.orders_list),
             list(&self.symbols_list),
@@ -332,7 +331,7 @@ fn shifted(commands: &[Command], offset: u64) -> Vec<Command> {
 
 fn high_load(args: &Args, report: &Report) -> anyhow::Result<()> {
     let meter = LoadMeter::start();
-    let wait: WaitStrategy = args.wait.into();
+    let wait: WaitStrategy = args.wait;
     let rings = EngineConfig::default();
     // Enough to write each input ring, and each output ring (two events an order), round once.
     let warmup_per_shard = rings.input_ring.max(rings.output_ring / 2) + 1024;
@@ -478,7 +477,7 @@ fn flow_part(args: &Args, report: &Report, prepared: &Prepared) -> anyhow::Resul
         flow.events()
     );
     eprintln!("  bare core: {}/s (median of {})", grouped(bare.median()), args.runs);
-    let wait: WaitStrategy = args.wait.into();
+    let wait: WaitStrategy = args.wait;
     let mut rows = Vec::new();
     for &shards in &args.shards_list {
         let busiest_share = flow_busiest_share(flow, shards)?;
@@ -688,7 +687,7 @@ fn machine_jitter(threads: usize, seconds: f64) -> Jitter {
 
 fn latency_part(args: &Args, report: &Report, prepared: &Prepared) -> anyhow::Result<()> {
     let Prepared { flow, warmup_actions, actions, exchange } = prepared;
-    let wait: WaitStrategy = args.wait.into();
+    let wait: WaitStrategy = args.wait;
     let meter = LoadMeter::start();
     let jitter = machine_jitter(report.nproc.max(1), args.latency_seconds.min(1.0));
     let mut saturations = Vec::new();
@@ -888,7 +887,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::bench_support::intended_ns;
+    use crate::support::intended_ns;
 
     fn small_args() -> Args {
         Args {
@@ -896,7 +895,7 @@ mod tests {
             runs: 1,
             seed: 3,
             batch: 16,
-            wait: WaitChoice::SpinYield,
+            wait: WaitStrategy::SpinYield,
             pin: false,
             orders_list: vec![500],
             symbols_list: vec![4],

@@ -43,7 +43,7 @@ use hdrhistogram::Histogram;
 use matching_core::{BTreeLevels, Config, LadderLevels, PriceLevels, RadixLevels, SortedVecLevels};
 use matching_workload::{Flow, Scenario, generate};
 
-use crate::bench_support::{
+use crate::support::{
     Checksum, Latency, Machine, Rates, exchange_config, flag_value, grouped, json_string, new_histogram, push_flag,
     timed_process, warmed_up,
 };
