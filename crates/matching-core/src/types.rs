@@ -330,6 +330,21 @@ pub enum RejectReason {
 }
 
 impl RejectReason {
+    /// Every reason, in SPEC's validation order then the engine's limits.
+    pub const ALL: [RejectReason; 11] = [
+        RejectReason::Malformed,
+        RejectReason::InvalidSymbol,
+        RejectReason::InvalidTif,
+        RejectReason::InvalidPrice,
+        RejectReason::InvalidQty,
+        RejectReason::UnknownOrder,
+        RejectReason::Halted,
+        RejectReason::WouldTake,
+        RejectReason::DuplicateOrderId,
+        RejectReason::TooManyOrders,
+        RejectReason::TooManySymbols,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             RejectReason::Malformed => "malformed",
@@ -362,6 +377,9 @@ pub enum CancelReason {
 }
 
 impl CancelReason {
+    pub const ALL: [CancelReason; 5] =
+        [CancelReason::User, CancelReason::Ioc, CancelReason::Fok, CancelReason::Stp, CancelReason::Mass];
+
     pub fn as_str(self) -> &'static str {
         match self {
             CancelReason::User => "user",

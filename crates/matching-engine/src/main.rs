@@ -1,5 +1,7 @@
 //! `matching-engine`: the command-line front of the engine.
 //!
+//! - `serve`: the engine as a network service (`matching-server`).
+//! - `users add`: a user for `serve --users`.
 //! - `replay`: runs a file of JSON-line commands through the core (SPEC.md).
 //! - `bench`: measures the core on generated, realistic order flow.
 //! - `bench-engine`: measures the multi-core engine end to end, beside the core.
@@ -16,6 +18,7 @@ use clap::{Parser, Subcommand};
 
 mod data;
 mod replay;
+mod serve;
 
 use matching_bench as bench;
 
@@ -28,6 +31,11 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Command {
+    /// Run the engine as a network service: binary, JSON over TCP, WebSocket.
+    Serve(serve::Args),
+    /// Manage the users file of `serve --users`.
+    #[command(subcommand)]
+    Users(serve::UsersCommand),
     /// Run JSON-line commands through the engine and write JSON-line events (see SPEC.md).
     Replay(replay::Args),
     /// Measure the order-book core on generated order flow.
@@ -48,6 +56,11 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
+        Command::Serve(args) => {
+            tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).init();
+            serve::run(args)
+        }
+        Command::Users(command) => serve::users(command),
         Command::Replay(args) => replay::run(args),
         Command::Bench(args) => bench::core::run(args),
         Command::BenchEngine(args) => bench::engine::run(args),

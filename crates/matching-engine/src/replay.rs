@@ -4,7 +4,7 @@
 //! it fills, so memory stays constant apart from the books themselves.
 
 use std::fs::File;
-use std::io::{self, BufRead, BufReader, Write};
+use std::io::{self, BufRead, BufReader, Read, Write};
 use std::path::PathBuf;
 
 use anyhow::Context;
@@ -78,12 +78,12 @@ impl EventSink for JsonLines {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let input: Box<dyn BufRead> = match &args.input {
-        None => Box::new(BufReader::with_capacity(1 << 16, io::stdin().lock())),
-        Some(path) if path.as_os_str() == "-" => Box::new(BufReader::with_capacity(1 << 16, io::stdin().lock())),
+    let input: BufReader<Box<dyn Read>> = match &args.input {
+        None => BufReader::with_capacity(1 << 16, Box::new(io::stdin().lock())),
+        Some(path) if path.as_os_str() == "-" => BufReader::with_capacity(1 << 16, Box::new(io::stdin().lock())),
         Some(path) => {
             let file = File::open(path).with_context(|| format!("cannot open input {}", path.display()))?;
-            Box::new(BufReader::with_capacity(1 << 16, file))
+            BufReader::with_capacity(1 << 16, Box::new(file))
         }
     };
     let output: Box<dyn Write + Send> = match &args.output {
@@ -124,15 +124,16 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     Ok(())
 }
 
-/// Commands gathered before they are submitted to the engine as one batch.
+/// Most commands gathered before they are submitted to the engine as one
+/// batch (fewer when the input has no more for now: a lone command goes at once).
 const SUBMIT_BATCH: usize = 256;
 
 /// As [`replay`], through the multi-core engine: this thread reads, parses
 /// and submits in batches; a writer thread drains the engine's merged
 /// events (and the lines the parser rejected, sequenced among them) into
 /// `output`. Returns the shards' books.
-pub fn replay_sharded(
-    mut input: impl BufRead,
+pub fn replay_sharded<R: Read>(
+    mut input: BufReader<R>,
     output: impl Write + Send + 'static,
     config: EngineConfig,
     snapshot_every: Option<u64>,
@@ -183,6 +184,11 @@ pub fn replay_sharded(
     // Reads until the input ends, fails, or the engine stops (the writer
     // gone, the journal failed): then nothing more is read.
     let read = loop {
+        // Whatever has gathered goes before a read that may wait for more
+        // input: a batch is what is there, never something to fill.
+        if !batch.is_empty() && !input.buffer().contains(&b'\n') && submit_all(&engine, &mut batch).is_err() {
+            break Ok(());
+        }
         let parsed = match next_command(&mut input, &mut line, 0) {
             Ok(Some(parsed)) => parsed,
             Ok(None) => break Ok(()),

@@ -61,7 +61,7 @@ use rtrb::RingBuffer;
 pub use durable::{Durability, FsyncPolicy};
 pub use health::Stopped;
 pub use matching_journal::{RecoveryError, RecoveryReport, TornTail};
-pub use merger::{EventReader, Output};
+pub use merger::{EventReader, Mark, Output};
 pub use message::{Answer, DepthLevel, Query};
 pub use sequencer::Clock;
 pub use wait::WaitStrategy;
@@ -500,6 +500,7 @@ impl<X: Copy + Send + 'static> Engine<X> {
             wait: config.wait,
             journal: journal.as_ref().map(|j| Arc::clone(&j.status)),
             health: Arc::clone(&health),
+            idle: wait::Backoff::new(config.wait),
         };
         let engine = Engine {
             sequencer: Mutex::new(sequencer),

@@ -37,6 +37,13 @@ pub enum Output<'a, X> {
     External(Seq, &'a X),
 }
 
+/// A note of what an [`EventReader`] had seen (see [`EventReader::mark`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Mark {
+    buffered: usize,
+    released: Seq,
+}
+
 /// The consumer's end of the engine: every event, in global `seq` order.
 ///
 /// It must be drained (by [`EventReader::poll`] or [`EventReader::run`]) on
@@ -58,6 +65,8 @@ pub struct EventReader<X> {
     /// With a journal: events of a `seq` go out only once it is durable.
     pub(crate) journal: Option<Arc<JournalStatus>>,
     pub(crate) health: Arc<Health>,
+    /// How long [`EventReader::wait_since`] has been waiting (reset by a delivery).
+    pub(crate) idle: Backoff,
 }
 
 impl<X> Drop for EventReader<X> {
@@ -71,7 +80,15 @@ impl<X> Drop for EventReader<X> {
 impl<X> EventReader<X> {
     /// Delivers every item that is ready, in order, and returns how many.
     /// Never blocks.
-    pub fn poll(&mut self, mut handler: impl FnMut(Output<'_, X>)) -> usize {
+    pub fn poll(&mut self, handler: impl FnMut(Output<'_, X>)) -> usize {
+        let delivered = self.poll_ready(handler);
+        if delivered > 0 {
+            self.idle.reset();
+        }
+        delivered
+    }
+
+    fn poll_ready(&mut self, mut handler: impl FnMut(Output<'_, X>)) -> usize {
         let mut delivered = 0;
         let released = self.released();
         loop {
@@ -285,21 +302,38 @@ impl<X> EventReader<X> {
     /// Delivers items as they come until nothing more will be (see
     /// [`EventReader::is_done`]). Waits with the engine's wait strategy.
     pub fn run(&mut self, mut handler: impl FnMut(Output<'_, X>)) {
-        let mut backoff = Backoff::new(self.wait);
         loop {
+            let mark = self.mark();
             if self.poll(&mut handler) > 0 {
-                backoff.reset();
                 continue;
             }
             if self.is_done() {
                 return;
             }
-            // Items may be waiting that cannot go yet (a later seq, a
-            // broadcast some shard has not answered): sleep until more arrive.
-            let seen = self.buffered();
-            let signal = Arc::clone(&self.signal);
-            backoff.wait_until(&signal, || self.buffered() != seen || self.is_done());
+            self.wait_since(mark, || false);
         }
+    }
+
+    /// What the reader has seen: take it *before* a [`EventReader::poll`]
+    /// that delivers nothing, then [`EventReader::wait_since`] it.
+    pub fn mark(&self) -> Mark {
+        Mark { buffered: self.buffered(), released: self.released() }
+    }
+
+    /// Waits a little (the engine's wait strategy: spin, yield, or sleep
+    /// until woken) for anything new since `mark`: items in the rings, a
+    /// later durable `seq`, the end of the engine, or `also_ready()` (a
+    /// caller's other source of work; whoever makes it true must unpark
+    /// this thread). Returns at once if something already changed. Items
+    /// that arrive between `mark` and the poll after it count as new, so
+    /// none is slept past.
+    pub fn wait_since(&mut self, mark: Mark, also_ready: impl Fn() -> bool) {
+        let signal = Arc::clone(&self.signal);
+        let mut idle = std::mem::replace(&mut self.idle, Backoff::new(self.wait));
+        idle.wait_until(&signal, || {
+            self.buffered() != mark.buffered || self.released() != mark.released || self.is_done() || also_ready()
+        });
+        self.idle = idle;
     }
 
     /// Items in the rings, delivered or not yet.

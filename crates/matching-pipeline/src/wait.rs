@@ -117,10 +117,13 @@ pub(crate) struct Signal {
 
 impl Signal {
     fn park(&self, ready: impl Fn() -> bool) {
-        if let Ok(mut slot) = self.thread.lock()
-            && slot.is_none()
-        {
-            *slot = Some(thread::current());
+        // The thread that sleeps now is the one to wake (a reader may move
+        // between threads: remembering only the first would wake nobody).
+        if let Ok(mut slot) = self.thread.lock() {
+            let current = thread::current();
+            if slot.as_ref().is_none_or(|t| t.id() != current.id()) {
+                *slot = Some(current);
+            }
         }
         self.sleeping.store(true, Ordering::SeqCst);
         // Pairs with the fence in `wake`: either the producer sees

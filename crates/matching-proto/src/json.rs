@@ -27,7 +27,7 @@ pub struct ParseReject {
 /// One JSON value, reduced to what validation needs. Strings longer than a
 /// symbol can be are kept only as "long"; nested values only as "other".
 #[derive(Clone, Copy, Debug, Default, PartialEq)]
-enum Field {
+pub(crate) enum Field {
     #[default]
     Absent,
     Str(ShortStr),
@@ -43,7 +43,7 @@ enum Field {
 }
 
 #[derive(Clone, Copy, PartialEq, Eq)]
-struct ShortStr {
+pub(crate) struct ShortStr {
     len: u8,
     bytes: [u8; SYMBOL_LEN_MAX],
 }
@@ -61,27 +61,27 @@ impl fmt::Debug for ShortStr {
 }
 
 impl Field {
-    fn str(&self) -> Option<&[u8]> {
+    pub(crate) fn str(&self) -> Option<&[u8]> {
         match self {
             Field::Str(s) => Some(s.as_bytes()),
             _ => None,
         }
     }
 
-    fn int(&self) -> Option<i128> {
+    pub(crate) fn int(&self) -> Option<i128> {
         match *self {
             Field::Int(i) => Some(i),
             _ => None,
         }
     }
 
-    fn is_absent(&self) -> bool {
+    pub(crate) fn is_absent(&self) -> bool {
         *self == Field::Absent
     }
 
     /// A price or quantity: `Some(v)` when present, with out-of-range or
     /// non-integer values mapped to 0 (which the core rejects).
-    fn amount(&self) -> Option<u64> {
+    pub(crate) fn amount(&self) -> Option<u64> {
         match *self {
             Field::Absent => None,
             Field::Int(i) if (1..=VALUE_MAX as i128).contains(&i) => Some(i as u64),
@@ -164,6 +164,11 @@ enum Key {
     PostOnly,
     Stp,
     OrderId,
+    // The network session's extras (`json_session`).
+    Cid,
+    Secret,
+    CancelOnDisconnect,
+    ResumeAfter,
     Unknown,
 }
 
@@ -188,6 +193,10 @@ impl<'de> Deserialize<'de> for Key {
                     "post_only" => Key::PostOnly,
                     "stp" => Key::Stp,
                     "order_id" => Key::OrderId,
+                    "cid" => Key::Cid,
+                    "key" => Key::Secret,
+                    "cancel_on_disconnect" => Key::CancelOnDisconnect,
+                    "resume_after" => Key::ResumeAfter,
                     _ => Key::Unknown,
                 })
             }
@@ -198,18 +207,66 @@ impl<'de> Deserialize<'de> for Key {
 
 /// A command object, field by field. A key given twice keeps its last value.
 #[derive(Default)]
-struct RawCommand {
-    op: Field,
-    user: Field,
-    symbol: Field,
-    side: Field,
-    order_type: Field,
-    price: Field,
-    qty: Field,
-    tif: Field,
-    post_only: Field,
-    stp: Field,
-    order_id: Field,
+pub(crate) struct RawCommand {
+    pub(crate) op: Field,
+    pub(crate) user: Field,
+    pub(crate) symbol: Field,
+    pub(crate) side: Field,
+    pub(crate) order_type: Field,
+    pub(crate) price: Field,
+    pub(crate) qty: Field,
+    pub(crate) tif: Field,
+    pub(crate) post_only: Field,
+    pub(crate) stp: Field,
+    pub(crate) order_id: Field,
+    pub(crate) cid: Field,
+    /// A login's API key: the one field kept as a string (only if short).
+    pub(crate) key: Option<String>,
+    pub(crate) cancel_on_disconnect: Field,
+    pub(crate) resume_after: Field,
+}
+
+/// A string field of up to [`crate::session::KEY_LEN_MAX`] bytes (`None`
+/// for anything else).
+struct KeyText(Option<String>);
+
+impl<'de> Deserialize<'de> for KeyText {
+    fn deserialize<D: Deserializer<'de>>(deserializer: D) -> Result<KeyText, D::Error> {
+        struct TextVisitor;
+        impl<'v> Visitor<'v> for TextVisitor {
+            type Value = KeyText;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("any JSON value")
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<KeyText, E> {
+                Ok(KeyText((v.len() <= crate::session::KEY_LEN_MAX).then(|| v.to_string())))
+            }
+            fn visit_bool<E: de::Error>(self, _: bool) -> Result<KeyText, E> {
+                Ok(KeyText(None))
+            }
+            fn visit_i64<E: de::Error>(self, _: i64) -> Result<KeyText, E> {
+                Ok(KeyText(None))
+            }
+            fn visit_u64<E: de::Error>(self, _: u64) -> Result<KeyText, E> {
+                Ok(KeyText(None))
+            }
+            fn visit_f64<E: de::Error>(self, _: f64) -> Result<KeyText, E> {
+                Ok(KeyText(None))
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<KeyText, E> {
+                Ok(KeyText(None))
+            }
+            fn visit_seq<A: de::SeqAccess<'v>>(self, mut seq: A) -> Result<KeyText, A::Error> {
+                while seq.next_element::<IgnoredAny>()?.is_some() {}
+                Ok(KeyText(None))
+            }
+            fn visit_map<A: MapAccess<'v>>(self, mut map: A) -> Result<KeyText, A::Error> {
+                while map.next_entry::<IgnoredAny, IgnoredAny>()?.is_some() {}
+                Ok(KeyText(None))
+            }
+        }
+        deserializer.deserialize_any(TextVisitor)
+    }
 }
 
 impl<'de> Deserialize<'de> for RawCommand {
@@ -235,6 +292,13 @@ impl<'de> Deserialize<'de> for RawCommand {
                         Key::PostOnly => &mut raw.post_only,
                         Key::Stp => &mut raw.stp,
                         Key::OrderId => &mut raw.order_id,
+                        Key::Cid => &mut raw.cid,
+                        Key::CancelOnDisconnect => &mut raw.cancel_on_disconnect,
+                        Key::ResumeAfter => &mut raw.resume_after,
+                        Key::Secret => {
+                            raw.key = map.next_value::<KeyText>()?.0;
+                            continue;
+                        }
                         Key::Unknown => {
                             map.next_value::<IgnoredAny>()?;
                             continue;
@@ -260,30 +324,38 @@ pub const TOO_LONG: ParseReject = ParseReject { reason: RejectReason::Malformed,
 /// `tif` that is not one of its words).
 pub fn parse_command(line: &[u8], new_order_id: OrderId) -> Result<Action, ParseReject> {
     let malformed = ParseReject { reason: RejectReason::Malformed, order_id: None };
-    let raw: RawCommand = match serde_json::from_slice(line) {
-        Ok(raw) => raw,
+    let raw = read_object(line).ok_or(malformed)?;
+    parse_action(&raw, new_order_id)
+}
+
+/// The fields of a JSON object line, or `None` if it is not one.
+pub(crate) fn read_object(line: &[u8]) -> Option<RawCommand> {
+    match serde_json::from_slice(line) {
+        Ok(raw) => Some(raw),
         // The reader refuses a number a float cannot hold (`1e400`); it is
         // still a number that is not an integer, like `2.5`.
-        Err(_) => match tame_huge_numbers(line) {
-            Some(tamed) => serde_json::from_slice(&tamed).map_err(|_| malformed)?,
-            None => return Err(malformed),
-        },
-    };
+        Err(_) => serde_json::from_slice(&tame_huge_numbers(line)?).ok(),
+    }
+}
+
+/// SPEC's command in `raw`, validated as far as the text decides.
+pub(crate) fn parse_action(raw: &RawCommand, new_order_id: OrderId) -> Result<Action, ParseReject> {
+    let malformed = ParseReject { reason: RejectReason::Malformed, order_id: None };
     match raw.op.str() {
-        Some(b"new") => parse_new(&raw, new_order_id),
+        Some(b"new") => parse_new(raw, new_order_id),
         Some(b"cancel") => {
-            let (user, order_id) = user_and_order_id(&raw)?;
+            let (user, order_id) = user_and_order_id(raw)?;
             Ok(Action::Cancel { user, order_id })
         }
         Some(b"modify") => {
-            let (user, order_id) = user_and_order_id(&raw)?;
+            let (user, order_id) = user_and_order_id(raw)?;
             if raw.price.is_absent() && raw.qty.is_absent() {
                 return Err(ParseReject { reason: RejectReason::Malformed, order_id: Some(order_id as i128) });
             }
             Ok(Action::Modify { user, order_id, price: raw.price.amount(), qty: raw.qty.amount() })
         }
         Some(b"mass_cancel") => {
-            let user = user(&raw).ok_or(malformed)?;
+            let user = user(raw).ok_or(malformed)?;
             let side = match (&raw.side, raw.side.str()) {
                 (Field::Absent, _) => None,
                 (_, Some(b"buy")) => Some(Side::Buy),
@@ -292,13 +364,13 @@ pub fn parse_command(line: &[u8], new_order_id: OrderId) -> Result<Action, Parse
             };
             let symbol = match raw.symbol {
                 Field::Absent => None,
-                _ => Some(symbol(&raw)?),
+                _ => Some(symbol(raw)?),
             };
             Ok(Action::MassCancel { user, symbol, side })
         }
         // `user` is not read: over the network only an operator may send these.
-        Some(b"halt") => Ok(Action::Halt { symbol: symbol(&raw)? }),
-        Some(b"resume") => Ok(Action::Resume { symbol: symbol(&raw)? }),
+        Some(b"halt") => Ok(Action::Halt { symbol: symbol(raw)? }),
+        Some(b"resume") => Ok(Action::Resume { symbol: symbol(raw)? }),
         _ => Err(malformed),
     }
 }
@@ -427,12 +499,12 @@ fn parse_new(raw: &RawCommand, order_id: OrderId) -> Result<Action, ParseReject>
 
 // ----- output -----
 
-fn put_u64(out: &mut Vec<u8>, value: u64) {
+pub(crate) fn put_u64(out: &mut Vec<u8>, value: u64) {
     out.extend_from_slice(itoa::Buffer::new().format(value).as_bytes());
 }
 
 /// `,"name":` then the value.
-fn field_u64(out: &mut Vec<u8>, name: &str, value: u64) {
+pub(crate) fn field_u64(out: &mut Vec<u8>, name: &str, value: u64) {
     out.extend_from_slice(b",\"");
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b"\":");
@@ -440,7 +512,7 @@ fn field_u64(out: &mut Vec<u8>, name: &str, value: u64) {
 }
 
 /// `,"name":"value"`; the value must need no escaping (our names and symbols don't).
-fn field_str(out: &mut Vec<u8>, name: &str, value: &str) {
+pub(crate) fn field_str(out: &mut Vec<u8>, name: &str, value: &str) {
     out.extend_from_slice(b",\"");
     out.extend_from_slice(name.as_bytes());
     out.extend_from_slice(b"\":\"");
@@ -448,7 +520,7 @@ fn field_str(out: &mut Vec<u8>, name: &str, value: &str) {
     out.push(b'"');
 }
 
-fn head(out: &mut Vec<u8>, seq: Seq, ev: &str) {
+pub(crate) fn head(out: &mut Vec<u8>, seq: Seq, ev: &str) {
     out.extend_from_slice(b"{\"seq\":");
     put_u64(out, seq);
     out.extend_from_slice(b",\"ev\":\"");

@@ -9,4 +9,7 @@
 
 #![deny(unsafe_code)]
 
+pub mod binary;
 pub mod json;
+pub mod json_session;
+pub mod session;

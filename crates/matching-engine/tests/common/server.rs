@@ -1,0 +1,122 @@
+//! A `matching-engine serve` process for tests: started on free loopback
+//! ports in a scratch data directory, stopped (SIGTERM) or killed at the end.
+
+#![allow(dead_code)]
+
+use std::io::{BufRead, BufReader};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Stdio};
+use std::time::{Duration, Instant};
+
+const BINARY: &str = env!("CARGO_BIN_EXE_matching-engine");
+
+pub struct Server {
+    child: Option<Child>,
+    pub binary: SocketAddr,
+    pub json: SocketAddr,
+    pub http: SocketAddr,
+    pub data: PathBuf,
+}
+
+/// Where the server's log (its stderr) goes: beside its data directory.
+fn log_path(data: &Path) -> PathBuf {
+    data.with_extension("log")
+}
+
+/// A fresh scratch directory named for the test.
+pub fn scratch(name: &str) -> PathBuf {
+    let dir = std::env::temp_dir().join(format!("mx-serve-{name}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&dir);
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+impl Server {
+    /// Starts `serve` on `data` with `extra` flags; waits until it listens.
+    pub fn start(data: &Path, extra: &[&str]) -> Server {
+        let mut child = Command::new(BINARY)
+            .arg("serve")
+            .arg("--data")
+            .arg(data)
+            .args(["--binary-addr", "127.0.0.1:0", "--json-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+            .args(extra)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(std::fs::File::create(log_path(data)).unwrap())
+            .spawn()
+            .expect("start serve");
+        let mut line = String::new();
+        BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+        if !line.starts_with("listening ") {
+            let _ = child.kill();
+            let _ = child.wait();
+            panic!("serve did not start: {line:?}\n{}", std::fs::read_to_string(log_path(data)).unwrap_or_default());
+        }
+        let addr = |name: &str| -> SocketAddr {
+            let at = line.find(&format!("{name}=")).unwrap() + name.len() + 1;
+            line[at..].split_whitespace().next().unwrap().parse().unwrap()
+        };
+        Server {
+            binary: addr("binary"),
+            json: addr("json"),
+            http: addr("http"),
+            data: data.to_path_buf(),
+            child: Some(child),
+        }
+    }
+
+    /// What the server has logged so far.
+    pub fn log(&self) -> String {
+        std::fs::read_to_string(log_path(&self.data)).unwrap_or_default()
+    }
+
+    /// SIGTERM, then waits for the exit.
+    pub fn stop(mut self) -> ExitStatus {
+        let mut child = self.child.take().unwrap();
+        Command::new("kill").args(["-TERM", &child.id().to_string()]).status().unwrap();
+        wait(&mut child, Duration::from_secs(30))
+    }
+
+    /// SIGKILL.
+    pub fn kill9(mut self) {
+        let mut child = self.child.take().unwrap();
+        child.kill().unwrap();
+        child.wait().unwrap();
+    }
+}
+
+fn wait(child: &mut Child, limit: Duration) -> ExitStatus {
+    let start = Instant::now();
+    loop {
+        if let Some(status) = child.try_wait().unwrap() {
+            return status;
+        }
+        if start.elapsed() > limit {
+            let _ = child.kill();
+            panic!("serve did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if let Some(mut child) = self.child.take() {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+    }
+}
+
+/// Runs `users add` and returns the key.
+pub fn add_user(file: &Path, user: u64, role: &str) -> String {
+    let output = Command::new(BINARY)
+        .args(["users", "add", "--file"])
+        .arg(file)
+        .args(["--user", &user.to_string(), "--role", role])
+        .output()
+        .unwrap();
+    assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+    String::from_utf8(output.stdout).unwrap().trim().to_string()
+}

@@ -1,0 +1,272 @@
+//! `matching-engine serve`: the engine as a network service.
+//!
+//! Three front doors, one data path:
+//!
+//! ```text
+//!  binary TCP ─┐                                     ┌─ shard ─┐
+//!  JSON TCP ───┼─ sessions ─▶ driver ─▶ sequencer ───┤  shard  ├─▶ merger ─▶ driver ─▶ sessions
+//!  WebSocket ──┘  (tokio)     (one thread)  + journal └─ shard ─┘ (durable only)  (routes)
+//! ```
+//!
+//! - [`session`]: a connection, whatever its encoding: login, bounds, batching.
+//! - `json_tcp`, `ws`, `binary_tcp`: the encodings.
+//! - `driver`: the one thread that submits to the engine and routes its
+//!   events; its `Driver::run` is the data path in one function.
+//! - [`users`]: the `--users` file: who may log in, as what.
+//!
+//! A reply reaches a client only once the command is durable (the engine's
+//! reader releases nothing earlier). On SIGINT or SIGTERM the server stops
+//! accepting, finishes what is queued, writes a snapshot and exits 0.
+
+#![deny(unsafe_code)]
+
+use std::net::{SocketAddr, TcpListener as StdListener};
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
+use std::time::Duration;
+
+use anyhow::{Context as _, bail};
+use matching_pipeline::{Engine, EngineConfig};
+use tokio::net::TcpListener;
+use tokio::sync::{Semaphore, mpsc, watch};
+
+mod binary_tcp;
+mod driver;
+mod json_tcp;
+pub mod session;
+pub mod users;
+mod ws;
+
+pub use session::Auth;
+
+use driver::{Driver, DriverHandle, Ended, Inbound};
+use session::Context;
+
+/// Every bound of the service.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Longest frame (binary), line (JSON) or message (WebSocket), in bytes.
+    pub frame_bytes: usize,
+    /// Open connections over all front doors.
+    pub connections: usize,
+    /// A session's requests awaiting their answer; beyond it the session
+    /// stops reading.
+    pub in_flight: usize,
+    /// Replies queued for a session's client; beyond it the session is dropped.
+    pub outbox: usize,
+    /// A session's requests a second (and burst).
+    pub rate_per_s: u32,
+    pub login_timeout: Duration,
+    /// Binary sessions: the server's heartbeat interval.
+    pub heartbeat: Duration,
+    /// Binary sessions: a client silent this long is dropped.
+    pub idle_timeout: Duration,
+    /// A write that takes longer drops the session.
+    pub write_timeout: Duration,
+    /// Most commands submitted to the engine in one batch.
+    pub batch: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Limits {
+        Limits {
+            frame_bytes: 4096,
+            connections: 1024,
+            in_flight: 1024,
+            outbox: 16384,
+            rate_per_s: 200_000,
+            login_timeout: Duration::from_secs(5),
+            heartbeat: Duration::from_secs(1),
+            idle_timeout: Duration::from_secs(5),
+            write_timeout: Duration::from_secs(10),
+            batch: 4096,
+        }
+    }
+}
+
+/// What `serve` runs.
+pub struct ServerConfig {
+    pub engine: EngineConfig,
+    pub binary_addr: SocketAddr,
+    pub json_addr: SocketAddr,
+    pub http_addr: SocketAddr,
+    pub auth: Auth,
+    pub limits: Limits,
+    /// Tokio worker threads (the engine's own threads come on top).
+    pub io_threads: usize,
+}
+
+/// Where the server listens (the ports, if 0 was asked for, are the ones given).
+#[derive(Clone, Copy, Debug)]
+pub struct Bound {
+    pub binary: SocketAddr,
+    pub json: SocketAddr,
+    pub http: SocketAddr,
+}
+
+fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<StdListener> {
+    let listener = StdListener::bind(addr).with_context(|| format!("cannot listen for {what} on {addr}"))?;
+    listener.set_nonblocking(true)?;
+    Ok(listener)
+}
+
+/// Starts the engine (recovering its data directory), listens, and serves
+/// until SIGINT/SIGTERM; `ready` is told where it listens once it does.
+pub fn run(config: ServerConfig, ready: impl FnOnce(Bound)) -> anyhow::Result<()> {
+    if matches!(config.auth, Auth::Open) {
+        for addr in [config.binary_addr, config.json_addr, config.http_addr] {
+            if !addr.ip().is_loopback() {
+                bail!("without --users the server is open to anyone, so it listens on loopback only: {addr} is not");
+            }
+        }
+        tracing::warn!("no --users file: OPEN DEVELOPMENT MODE, any user id logs in with any key, as an operator");
+    }
+    let listeners = [
+        bind(config.binary_addr, "the binary protocol")?,
+        bind(config.json_addr, "JSON over TCP")?,
+        bind(config.http_addr, "HTTP")?,
+    ];
+    let bound = Bound {
+        binary: listeners[0].local_addr()?,
+        json: listeners[1].local_addr()?,
+        http: listeners[2].local_addr()?,
+    };
+    let durable = config.engine.durability.is_some();
+    let (engine, reader) = Engine::start(config.engine).map_err(|e| anyhow::anyhow!("{e}"))?;
+    if let Some(report) = engine.recovery() {
+        tracing::info!(last_seq = report.last_seq, records = report.records_applied, "recovered the data directory");
+    }
+    let limits = config.limits;
+    // Room for every session's whole allowance, so a session never waits on it.
+    let (inbound_tx, inbound_rx) = mpsc::channel(limits.connections * (limits.in_flight + 2));
+    let driver = Driver::new(engine, reader, inbound_rx, limits.outbox, limits.batch)
+        .map_err(|stopped| anyhow::anyhow!("the engine stopped while starting: {stopped}"))?;
+    let driver_thread = std::thread::Builder::new().name("driver".into()).spawn(move || driver.run())?;
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let context = Arc::new(Context {
+        driver: DriverHandle::new(inbound_tx, driver_thread.thread().clone()),
+        auth: config.auth,
+        limits,
+        next_session: AtomicU64::new(1),
+        shutdown: shutdown_rx,
+    });
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.io_threads.max(1))
+        .thread_name("io")
+        .enable_all()
+        .build()?;
+    let result = runtime.block_on(async {
+        let [binary, json, http] = listeners;
+        let connections = Arc::new(Semaphore::new(limits.connections));
+        let binary = TcpListener::from_std(binary)?;
+        let json = TcpListener::from_std(json)?;
+        let http = TcpListener::from_std(http)?;
+        tokio::spawn(accept(binary, Arc::clone(&context), Arc::clone(&connections), Door::Binary));
+        tokio::spawn(accept(json, Arc::clone(&context), Arc::clone(&connections), Door::Json));
+        let mut http_shutdown = context.shutdown.clone();
+        let app = ws::router(Arc::clone(&context)).into_make_service_with_connect_info::<SocketAddr>();
+        tokio::spawn(async move {
+            let stop = async move {
+                let _ = http_shutdown.wait_for(|stop| *stop).await;
+            };
+            if let Err(error) = axum::serve(http, app).with_graceful_shutdown(stop).await {
+                tracing::error!(%error, "HTTP server failed");
+            }
+        });
+        ready(bound);
+        tracing::info!(binary = %bound.binary, json = %bound.json, http = %bound.http, durable, "serving");
+        // Until asked to stop, or the engine stops on its own.
+        let driver_done = tokio::task::spawn_blocking(move || driver_thread.join());
+        tokio::pin!(driver_done);
+        let ended = tokio::select! {
+            () = stop_signal() => {
+                tracing::info!("stopping: finishing what is queued");
+                let _ = shutdown_tx.send(true);
+                context.driver.send(Inbound::Shutdown).await;
+                driver_done.await
+            }
+            ended = &mut driver_done => ended,
+        };
+        let _ = shutdown_tx.send(true);
+        let ended =
+            ended.map_err(|e| anyhow::anyhow!("{e}"))?.map_err(|_| anyhow::anyhow!("the driver thread panicked"))?;
+        // Let sessions write their last replies and goodbyes.
+        tokio::time::sleep(Duration::from_millis(200)).await;
+        Ok::<_, anyhow::Error>(ended)
+    });
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    match result? {
+        Ended::Shutdown(engine) => {
+            if durable {
+                let seq = engine.snapshot().context("cannot write the final snapshot")?;
+                tracing::info!(seq, "snapshot written");
+            }
+            engine.shutdown();
+            tracing::info!("stopped");
+            Ok(())
+        }
+        Ended::EngineStopped(stopped, engine) => {
+            engine.shutdown();
+            bail!("the engine stopped: {stopped}")
+        }
+    }
+}
+
+#[derive(Clone, Copy)]
+enum Door {
+    Binary,
+    Json,
+}
+
+/// Accepts connections until shutdown; each gets a session task.
+async fn accept(listener: TcpListener, context: Arc<Context>, connections: Arc<Semaphore>, door: Door) {
+    let mut shutdown = context.shutdown.clone();
+    loop {
+        let accepted = tokio::select! {
+            accepted = listener.accept() => accepted,
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        };
+        let (stream, peer) = match accepted {
+            Ok(accepted) => accepted,
+            Err(error) => {
+                // Out of file descriptors, say: back off a little.
+                tracing::warn!(%error, "accept failed");
+                tokio::time::sleep(Duration::from_millis(10)).await;
+                continue;
+            }
+        };
+        let Ok(permit) = Arc::clone(&connections).try_acquire_owned() else {
+            tracing::warn!(%peer, "connection refused: at the connection limit");
+            drop(stream);
+            continue;
+        };
+        let _ = stream.set_nodelay(true);
+        let context = Arc::clone(&context);
+        let frame_max = context.limits.frame_bytes;
+        tokio::spawn(async move {
+            match door {
+                Door::Binary => session::run(binary_tcp::Binary::new(stream, frame_max), context, peer.ip()).await,
+                Door::Json => session::run(json_tcp::JsonLines::new(stream, frame_max), context, peer.ip()).await,
+            }
+            drop(permit);
+        });
+    }
+}
+
+/// SIGINT or SIGTERM.
+async fn stop_signal() {
+    let interrupt = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut terminate = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(signal) => signal,
+            Err(_) => return std::future::pending().await,
+        };
+        tokio::select! {
+            _ = interrupt => {}
+            _ = terminate.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = interrupt.await;
+}

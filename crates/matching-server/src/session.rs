@@ -1,0 +1,299 @@
+//! One client connection, whatever its encoding: the login, then requests
+//! to the driver and replies back, within the session's bounds.
+//!
+//! A [`Transport`] reads and writes one encoding (JSON lines, WebSocket
+//! messages, binary frames); [`run`] is the session itself:
+//!
+//! - the first message must be a login, within the login timeout; a wrong
+//!   key is refused and the connection closed;
+//! - at most `in_flight` requests await their answer: beyond it the
+//!   session stops reading (the client's sends back up in TCP), never the
+//!   engine;
+//! - a token bucket refuses requests over the rate (`rate_limited`), and a
+//!   run of messages it cannot read ends the session;
+//! - replies are written in batches: everything queued goes out in one write;
+//! - the driver may drop the session (its outbox filled: a client that
+//!   stopped reading); the client is told why, and the connection closed.
+
+use std::io;
+use std::net::IpAddr;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+
+use matching_core::UserId;
+use matching_proto::session::{GatewayReason, LoginError, Reply, Request};
+use tokio::sync::{mpsc, watch};
+use tokio::time::timeout;
+
+use crate::Limits;
+use crate::driver::{DriverHandle, Inbound, Kill, Outbox, Outgoing, SessionId};
+use crate::users::{Role, Users};
+
+/// What a transport read.
+pub(crate) enum Incoming {
+    Request(Request),
+    /// A binary heartbeat: the client is alive.
+    Heartbeat,
+    /// Something that is not a request, and why (echoing what it could read).
+    Refused {
+        reason: GatewayReason,
+        order_id: Option<u64>,
+        cid: Option<matching_proto::session::Cid>,
+    },
+}
+
+/// One encoding over one connection.
+pub(crate) trait Transport: Send {
+    /// The next message; `Ok(None)` once the client has closed. Must be
+    /// cancel-safe (it races the outbox in a `select!`).
+    async fn recv(&mut self) -> io::Result<Option<Incoming>>;
+    /// Appends `reply` to what the next [`Transport::flush`] writes.
+    fn encode(&mut self, reply: &Reply);
+    /// Writes what was encoded.
+    async fn flush(&mut self) -> io::Result<()>;
+    /// Whether the encoding has heartbeats (the client must send something
+    /// every `heartbeat`, or be dropped after `idle_timeout`).
+    fn heartbeats(&self) -> bool {
+        false
+    }
+    /// Appends a server heartbeat.
+    fn encode_heartbeat(&mut self) {}
+    /// The session's user (a JSON command without `user` is its).
+    fn logged_in(&mut self, _user: UserId) {}
+    /// A write was cut off midway: drop what is encoded, write nothing more
+    /// (a reply after half a reply would be garbage).
+    fn abandon(&mut self);
+}
+
+/// Who may log in.
+pub enum Auth {
+    /// No `--users`: anyone, as any user, with operator rights (loopback only).
+    Open,
+    Users(Users),
+}
+
+impl Auth {
+    fn check(&self, user: UserId, key: &str) -> Option<Role> {
+        match self {
+            Auth::Open => Some(Role::Operator),
+            Auth::Users(users) => users.check(user, key),
+        }
+    }
+}
+
+/// What every session shares.
+pub(crate) struct Context {
+    pub(crate) driver: DriverHandle,
+    pub(crate) auth: Auth,
+    pub(crate) limits: Limits,
+    pub(crate) next_session: AtomicU64,
+    /// Turns true when the server shuts down.
+    pub(crate) shutdown: watch::Receiver<bool>,
+}
+
+/// A token bucket: `rate` a second, as many at once.
+struct Bucket {
+    rate: f64,
+    tokens: f64,
+    at: Instant,
+}
+
+impl Bucket {
+    fn new(rate: u32) -> Bucket {
+        Bucket { rate: rate as f64, tokens: rate as f64, at: Instant::now() }
+    }
+
+    fn take(&mut self) -> bool {
+        let now = Instant::now();
+        self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate).min(self.rate.max(1.0));
+        self.at = now;
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// Messages a session may send in a row that cannot be read before it is dropped.
+const REFUSED_IN_A_ROW_MAX: u32 = 16;
+/// Replies encoded before a write.
+const WRITE_BATCH: usize = 1024;
+
+async fn say_goodbye<T: Transport>(transport: &mut T, reply: Reply) {
+    transport.encode(&reply);
+    let _ = timeout(Duration::from_secs(1), transport.flush()).await;
+}
+
+/// Serves one connection until it ends.
+pub(crate) async fn run<T: Transport>(mut transport: T, context: Arc<Context>, peer: IpAddr) {
+    let limits = context.limits;
+    let login = match timeout(limits.login_timeout, transport.recv()).await {
+        Err(_) => {
+            let reason = format!("no login within {} s", limits.login_timeout.as_secs_f64());
+            return say_goodbye(&mut transport, Reply::Goodbye { reason }).await;
+        }
+        Ok(Ok(Some(Incoming::Request(Request::Login(login))))) => login,
+        Ok(Ok(Some(_))) => {
+            return say_goodbye(&mut transport, Reply::LoginRejected { reason: LoginError::Malformed }).await;
+        }
+        Ok(Ok(None) | Err(_)) => return,
+    };
+    let Some(role) = context.auth.check(login.user, &login.key) else {
+        tracing::info!(user = login.user, %peer, "login refused: bad credentials");
+        return say_goodbye(&mut transport, Reply::LoginRejected { reason: LoginError::BadCredentials }).await;
+    };
+    if *context.shutdown.borrow() {
+        return say_goodbye(&mut transport, Reply::LoginRejected { reason: LoginError::Unavailable }).await;
+    }
+    let session: SessionId = context.next_session.fetch_add(1, Ordering::Relaxed);
+    let (replies, mut outbox) = mpsc::channel(limits.outbox);
+    let kill = Arc::new(Kill::default());
+    let open = Inbound::Open {
+        session,
+        user: login.user,
+        role,
+        cancel_on_disconnect: login.cancel_on_disconnect,
+        outbox: Outbox { replies, kill: Arc::clone(&kill) },
+    };
+    if !context.driver.send(open).await {
+        return say_goodbye(&mut transport, Reply::LoginRejected { reason: LoginError::Unavailable }).await;
+    }
+    tracing::info!(session, user = login.user, role = role.as_str(), %peer, "logged in");
+    transport.logged_in(login.user);
+    transport.encode(&Reply::LoginAccepted { user: login.user });
+    let mut shutdown = context.shutdown.clone();
+    let reason = serve(&mut transport, &context, session, &mut outbox, &kill, &mut shutdown).await;
+    context.driver.send(Inbound::Closed { session }).await;
+    // What the driver queued before it let go goes out first.
+    while let Ok(Outgoing { reply, .. }) = outbox.try_recv() {
+        transport.encode(&reply);
+    }
+    tracing::info!(
+        session,
+        user = login.user,
+        reason = reason.as_deref().unwrap_or("the client left"),
+        "session ended"
+    );
+    match reason {
+        Some(reason) => say_goodbye(&mut transport, Reply::Goodbye { reason }).await,
+        None => {
+            let _ = timeout(Duration::from_secs(1), transport.flush()).await;
+        }
+    }
+}
+
+/// The logged-in session; returns why the server ends it (`None`: the client left).
+async fn serve<T: Transport>(
+    transport: &mut T,
+    context: &Context,
+    session: SessionId,
+    outbox: &mut mpsc::Receiver<Outgoing>,
+    kill: &Kill,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Option<String> {
+    let limits = context.limits;
+    let mut bucket = Bucket::new(limits.rate_per_s);
+    let mut refused_in_a_row = 0;
+    let mut unanswered = 0usize;
+    let mut last_heard = Instant::now();
+    let mut last_sent = Instant::now();
+    let mut tick = tokio::time::interval(limits.heartbeat);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    let heartbeats = transport.heartbeats();
+    let mut reading = !*shutdown.borrow();
+    // The login's answer.
+    if transport.flush().await.is_err() {
+        return None;
+    }
+    loop {
+        tokio::select! {
+            biased;
+            () = kill.killed() => return kill.reason().map(str::to_string),
+            _ = shutdown.changed(), if reading => {
+                // Stop reading; the driver says goodbye once what is queued is done.
+                reading = false;
+            }
+            first = outbox.recv() => {
+                let Some(first) = first else { return kill.reason().map(str::to_string) };
+                let mut next = Some(first);
+                let mut encoded = 0;
+                while let Some(Outgoing { reply, answer }) = next {
+                    transport.encode(&reply);
+                    unanswered -= usize::from(answer && unanswered > 0);
+                    encoded += 1;
+                    next = if encoded < WRITE_BATCH { outbox.try_recv().ok() } else { None };
+                }
+                // A client that stopped reading blocks this write; the driver
+                // then drops the session, which ends the wait.
+                tokio::select! {
+                    written = timeout(limits.write_timeout, transport.flush()) => match written {
+                        Ok(Ok(())) => last_sent = Instant::now(),
+                        Ok(Err(_)) => return None,
+                        Err(_) => return Some("write timed out: the client is not reading".to_string()),
+                    },
+                    () = kill.killed() => {
+                        transport.abandon();
+                        return kill.reason().map(str::to_string);
+                    }
+                }
+            }
+            incoming = transport.recv(), if reading && unanswered < limits.in_flight => {
+                last_heard = Instant::now();
+                let request = match incoming {
+                    Ok(None) | Err(_) => return None,
+                    Ok(Some(Incoming::Heartbeat)) => continue,
+                    Ok(Some(Incoming::Refused { reason, order_id, cid })) => {
+                        refused_in_a_row += 1;
+                        if refused_in_a_row >= REFUSED_IN_A_ROW_MAX {
+                            return Some(format!("{refused_in_a_row} messages in a row that are not requests"));
+                        }
+                        transport.encode(&Reply::Rejected { reason, order_id, cid });
+                        if transport.flush().await.is_err() {
+                            return None;
+                        }
+                        continue;
+                    }
+                    Ok(Some(Incoming::Request(request))) => request,
+                };
+                refused_in_a_row = 0;
+                match request {
+                    Request::Logout => return Some("logout".to_string()),
+                    Request::Login(_) => {
+                        transport.encode(&Reply::Rejected { reason: GatewayReason::NotLoggedIn, order_id: None, cid: None });
+                        if transport.flush().await.is_err() {
+                            return None;
+                        }
+                        continue;
+                    }
+                    _ => {}
+                }
+                if !bucket.take() {
+                    transport.encode(&Reply::Rejected { reason: GatewayReason::RateLimited, order_id: None, cid: None });
+                    if transport.flush().await.is_err() {
+                        return None;
+                    }
+                    continue;
+                }
+                unanswered += 1;
+                if !context.driver.send(Inbound::Request { session, request }).await {
+                    return Some("the server is stopping".to_string());
+                }
+            }
+            _ = tick.tick(), if heartbeats && reading => {
+                if last_heard.elapsed() >= limits.idle_timeout {
+                    return Some(format!("nothing heard for {} s", limits.idle_timeout.as_secs_f64()));
+                }
+                if last_sent.elapsed() >= limits.heartbeat {
+                    transport.encode_heartbeat();
+                    if transport.flush().await.is_err() {
+                        return None;
+                    }
+                    last_sent = Instant::now();
+                }
+            }
+        }
+    }
+}

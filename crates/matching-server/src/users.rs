@@ -1,0 +1,181 @@
+//! Who may log in, and as what: the `--users` file.
+//!
+//! One user a line: `<user id> <role> <salt> <hash>`, where `role` is
+//! `trader` or `operator`, `salt` is 16 random bytes and `hash` is
+//! SHA-256(salt ‖ key), both in hex; `#` starts a comment. The key itself
+//! is never stored: `users add` prints it once. Keys are 32 random bytes
+//! (64 hex characters), so a fast hash is enough (nothing to brute-force);
+//! they are compared in constant time.
+
+use std::collections::HashMap;
+use std::fs::OpenOptions;
+use std::io::Write;
+use std::path::Path;
+
+use anyhow::{Context, bail};
+use matching_core::{UserId, VALUE_MAX};
+use sha2::{Digest, Sha256};
+
+/// What a session may do.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Role {
+    /// Acts only as itself: the `user` of its commands is its own.
+    Trader,
+    /// May also `halt`/`resume` and act for any user (mass cancel: the kill switch).
+    Operator,
+}
+
+impl Role {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Role::Trader => "trader",
+            Role::Operator => "operator",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<Role> {
+        match text {
+            "trader" => Some(Role::Trader),
+            "operator" => Some(Role::Operator),
+            _ => None,
+        }
+    }
+}
+
+struct Entry {
+    role: Role,
+    salt: [u8; 16],
+    hash: [u8; 32],
+}
+
+/// The users of a `--users` file.
+#[derive(Default)]
+pub struct Users {
+    entries: HashMap<UserId, Entry>,
+}
+
+fn hash(salt: &[u8], key: &[u8]) -> [u8; 32] {
+    let mut hasher = Sha256::new();
+    hasher.update(salt);
+    hasher.update(key);
+    hasher.finalize().into()
+}
+
+fn hex(bytes: &[u8]) -> String {
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
+}
+
+fn unhex<const N: usize>(text: &str) -> Option<[u8; N]> {
+    if text.len() != 2 * N {
+        return None;
+    }
+    let mut out = [0u8; N];
+    for (i, byte) in out.iter_mut().enumerate() {
+        *byte = u8::from_str_radix(text.get(2 * i..2 * i + 2)?, 16).ok()?;
+    }
+    Some(out)
+}
+
+/// Equal, in time that depends only on the length.
+fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
+    a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+impl Users {
+    /// Reads a users file; a line that is not one names itself in the error.
+    pub fn load(path: &Path) -> anyhow::Result<Users> {
+        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+        let mut users = Users::default();
+        for (number, line) in text.lines().enumerate() {
+            let line = line.split('#').next().unwrap_or("").trim();
+            if line.is_empty() {
+                continue;
+            }
+            let fields: Vec<&str> = line.split_whitespace().collect();
+            let entry = match fields.as_slice() {
+                [user, role, salt, hash] => user.parse::<UserId>().ok().filter(|u| *u <= VALUE_MAX).and_then(|user| {
+                    Some((user, Entry { role: Role::parse(role)?, salt: unhex(salt)?, hash: unhex(hash)? }))
+                }),
+                _ => None,
+            };
+            let Some((user, entry)) = entry else {
+                bail!(
+                    "{} line {}: expected `<user id> <trader|operator> <salt hex> <hash hex>`",
+                    path.display(),
+                    number + 1
+                );
+            };
+            if users.entries.insert(user, entry).is_some() {
+                bail!("{} line {}: user {user} is listed twice", path.display(), number + 1);
+            }
+        }
+        Ok(users)
+    }
+
+    /// The role of `user` if `key` is its key.
+    pub fn check(&self, user: UserId, key: &str) -> Option<Role> {
+        let entry = self.entries.get(&user)?;
+        constant_time_eq(&hash(&entry.salt, key.as_bytes()), &entry.hash).then_some(entry.role)
+    }
+
+    pub fn len(&self) -> usize {
+        self.entries.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.entries.is_empty()
+    }
+}
+
+/// Adds `user` with `role` to the users file at `path` (created if need
+/// be) and returns its new key, which is stored nowhere else.
+pub fn add_user(path: &Path, user: UserId, role: Role) -> anyhow::Result<String> {
+    if user > VALUE_MAX {
+        bail!("user ids go up to 2^53 - 1");
+    }
+    if path.exists() && Users::load(path)?.entries.contains_key(&user) {
+        bail!("user {user} is already in {}", path.display());
+    }
+    let mut key = [0u8; 32];
+    let mut salt = [0u8; 16];
+    getrandom::fill(&mut key).map_err(|e| anyhow::anyhow!("no randomness for a key: {e}"))?;
+    getrandom::fill(&mut salt).map_err(|e| anyhow::anyhow!("no randomness for a salt: {e}"))?;
+    let key = hex(&key);
+    let line = format!("{user} {} {} {}\n", role.as_str(), hex(&salt), hex(&hash(&salt, key.as_bytes())));
+    let mut file = OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(path)
+        .with_context(|| format!("cannot open {}", path.display()))?;
+    file.write_all(line.as_bytes())
+        .and_then(|()| file.sync_all())
+        .with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(key)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_key_is_checked_against_its_hash_only() {
+        let path = std::env::temp_dir().join(format!("mx-users-{}", std::process::id()));
+        let _ = std::fs::remove_file(&path);
+        let trader = add_user(&path, 7, Role::Trader).unwrap();
+        let operator = add_user(&path, 1, Role::Operator).unwrap();
+        assert_eq!(trader.len(), 64);
+        let text = std::fs::read_to_string(&path).unwrap();
+        assert!(!text.contains(&trader) && !text.contains(&operator), "keys are not stored");
+        let users = Users::load(&path).unwrap();
+        assert_eq!(users.check(7, &trader), Some(Role::Trader));
+        assert_eq!(users.check(1, &operator), Some(Role::Operator));
+        assert_eq!(users.check(7, &operator), None);
+        assert_eq!(users.check(8, &trader), None);
+        assert_eq!(users.check(7, ""), None);
+        assert!(add_user(&path, 7, Role::Trader).is_err(), "a user is added once");
+        std::fs::write(&path, "7 trader nothex abc\n").unwrap();
+        let error = Users::load(&path).err().unwrap().to_string();
+        assert!(error.contains("line 1"), "{error}");
+        std::fs::remove_file(&path).unwrap();
+    }
+}
