@@ -7,6 +7,7 @@
 //! - [`engine`]: the multi-core engine beside the bare core.
 //! - [`durable`]: the journal: fsync cost, throughput, ack latency, recovery, snapshots.
 //! - [`generate`]: the generated flow as JSON lines.
+//! - [`load`]: drives a running `serve` over the network.
 //!
 //! They share their helpers (event checksum, client loops, load meter,
 //! formatting) in `support`.
@@ -15,4 +16,5 @@ pub mod core;
 pub mod durable;
 pub mod engine;
 pub mod generate;
+pub mod load;
 mod support;

@@ -28,6 +28,8 @@ use std::io;
 use std::net::SocketAddr;
 use std::time::Duration;
 
+use futures_util::stream::{SplitSink, SplitStream};
+use futures_util::{SinkExt, StreamExt};
 use matching_core::UserId;
 use matching_proto::binary::{self, ClientMessage, ServerMessage};
 use matching_proto::json_session;
@@ -35,6 +37,20 @@ use matching_proto::session::{Login, Reply, Request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::{MaybeTlsStream, WebSocketStream};
+
+type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
+
+enum WriteWire {
+    Tcp(OwnedWriteHalf),
+    Ws(SplitSink<Ws, Message>),
+}
+
+enum ReadWire {
+    Tcp(OwnedReadHalf),
+    Ws(SplitStream<Ws>),
+}
 
 /// How requests and replies are written on the wire.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -44,6 +60,8 @@ pub enum Encoding {
     Binary,
     /// One JSON object per line, on the JSON port.
     Json,
+    /// One JSON object per WebSocket text message, at `/ws` on the HTTP port.
+    WebSocket,
 }
 
 /// A login with no options.
@@ -59,14 +77,14 @@ pub struct Client {
 
 /// The sending half of a [`Client`].
 pub struct Sender {
-    stream: OwnedWriteHalf,
+    stream: WriteWire,
     encoding: Encoding,
     buffer: Vec<u8>,
 }
 
 /// The receiving half of a [`Client`].
 pub struct Receiver {
-    stream: OwnedReadHalf,
+    stream: ReadWire,
     encoding: Encoding,
     input: Vec<u8>,
     start: usize,
@@ -83,7 +101,20 @@ impl Client {
     pub async fn connect(addr: impl tokio::net::ToSocketAddrs, encoding: Encoding) -> io::Result<Client> {
         let stream = TcpStream::connect(addr).await?;
         stream.set_nodelay(true)?;
-        let (read, write) = stream.into_split();
+        let (read, write) = match encoding {
+            Encoding::WebSocket => {
+                let url = format!("ws://{}/ws", stream.peer_addr()?);
+                let (ws, _) = tokio_tungstenite::client_async(url, MaybeTlsStream::Plain(stream))
+                    .await
+                    .map_err(io::Error::other)?;
+                let (write, read) = ws.split();
+                (ReadWire::Ws(read), WriteWire::Ws(write))
+            }
+            _ => {
+                let (read, write) = stream.into_split();
+                (ReadWire::Tcp(read), WriteWire::Tcp(write))
+            }
+        };
         Ok(Client {
             sender: Sender { stream: write, encoding, buffer: Vec::with_capacity(1 << 16) },
             receiver: Receiver {
@@ -143,8 +174,16 @@ impl Client {
         (self.sender, self.receiver)
     }
 
+    /// The halves [`Client::split`] gave, together again.
+    pub fn join(sender: Sender, receiver: Receiver) -> Client {
+        Client { sender, receiver }
+    }
+
     pub fn local_addr(&self) -> io::Result<SocketAddr> {
-        self.sender.stream.local_addr()
+        match &self.sender.stream {
+            WriteWire::Tcp(stream) => stream.local_addr(),
+            WriteWire::Ws(_) => Err(io::Error::other("a WebSocket client does not expose its address")),
+        }
     }
 }
 
@@ -153,31 +192,55 @@ impl Sender {
         self.send_batch(std::slice::from_ref(request)).await
     }
 
-    /// Writes every request in one write.
+    /// Writes every request in one write (over the WebSocket: one message
+    /// each, flushed once).
     pub async fn send_batch(&mut self, requests: &[Request]) -> io::Result<()> {
         self.buffer.clear();
-        for request in requests {
-            match self.encoding {
-                Encoding::Binary => binary::encode_client(&ClientMessage::Request(request.clone()), &mut self.buffer),
-                Encoding::Json => json_session::write_request(&mut self.buffer, request),
+        match &mut self.stream {
+            WriteWire::Tcp(stream) => {
+                for request in requests {
+                    match self.encoding {
+                        Encoding::Binary => {
+                            binary::encode_client(&ClientMessage::Request(request.clone()), &mut self.buffer)
+                        }
+                        _ => json_session::write_request(&mut self.buffer, request),
+                    }
+                }
+                stream.write_all(&self.buffer).await
+            }
+            WriteWire::Ws(sink) => {
+                for request in requests {
+                    self.buffer.clear();
+                    json_session::write_request(&mut self.buffer, request);
+                    self.buffer.pop();
+                    let text = String::from_utf8_lossy(&self.buffer).into_owned();
+                    sink.feed(Message::Text(text.into())).await.map_err(io::Error::other)?;
+                }
+                sink.flush().await.map_err(io::Error::other)
             }
         }
-        self.stream.write_all(&self.buffer).await
     }
 
     /// Tells the server the client is alive (binary; JSON has no heartbeat).
     pub async fn heartbeat(&mut self) -> io::Result<()> {
-        if self.encoding == Encoding::Binary {
+        if let (Encoding::Binary, WriteWire::Tcp(stream)) = (self.encoding, &mut self.stream) {
             self.buffer.clear();
             binary::encode_client(&ClientMessage::Heartbeat, &mut self.buffer);
-            self.stream.write_all(&self.buffer).await?;
+            stream.write_all(&self.buffer).await?;
         }
         Ok(())
     }
 
-    /// Writes raw bytes (for tests of what the server does with garbage).
+    /// Writes raw bytes (for tests of what the server does with garbage);
+    /// over the WebSocket, as one text message.
     pub async fn send_raw(&mut self, bytes: &[u8]) -> io::Result<()> {
-        self.stream.write_all(bytes).await
+        match &mut self.stream {
+            WriteWire::Tcp(stream) => stream.write_all(bytes).await,
+            WriteWire::Ws(sink) => sink
+                .send(Message::Text(String::from_utf8_lossy(bytes).into_owned().into()))
+                .await
+                .map_err(io::Error::other),
+        }
     }
 }
 
@@ -192,10 +255,26 @@ impl Receiver {
                 self.input.drain(..self.start);
                 self.start = 0;
             }
-            self.input.reserve(8192);
-            let n = self.stream.read_buf(&mut self.input).await?;
-            if n == 0 {
-                return Ok(None);
+            match &mut self.stream {
+                ReadWire::Tcp(stream) => {
+                    self.input.reserve(8192);
+                    if stream.read_buf(&mut self.input).await? == 0 {
+                        return Ok(None);
+                    }
+                }
+                ReadWire::Ws(stream) => loop {
+                    match stream.next().await {
+                        None | Some(Ok(Message::Close(_))) => return Ok(None),
+                        Some(Ok(Message::Text(text))) => {
+                            // Read on as a line.
+                            self.input.extend_from_slice(text.as_bytes());
+                            self.input.push(b'\n');
+                            break;
+                        }
+                        Some(Ok(_)) => continue,
+                        Some(Err(error)) => return Err(io::Error::other(error)),
+                    }
+                },
             }
         }
     }
@@ -205,7 +284,7 @@ impl Receiver {
         loop {
             let buffer = &self.input[self.start..];
             match self.encoding {
-                Encoding::Json => {
+                Encoding::Json | Encoding::WebSocket => {
                     let Some(end) = buffer.iter().position(|&b| b == b'\n') else { return Ok(None) };
                     let line = &buffer[..end];
                     self.start += end + 1;

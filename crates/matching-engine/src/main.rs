@@ -7,6 +7,7 @@
 //! - `bench-engine`: measures the multi-core engine end to end, beside the core.
 //! - `bench-durable`: measures the journal: throughput, ack latency, recovery, snapshots.
 //! - `generate`: writes such a flow as JSON lines, for `replay`.
+//! - `load`: drives a running `serve` over the network.
 //! - `recover`, `journal inspect|verify`: the data directory of `replay --data`.
 //!
 //! The benchmarks and `generate` live in `matching-bench`; this crate only
@@ -44,6 +45,8 @@ enum Command {
     BenchEngine(bench::engine::Args),
     /// Measure durability: journaled throughput, ack latency, recovery and snapshot times.
     BenchDurable(bench::durable::Args),
+    /// Drive a running `serve` with generated order flow; report throughput and ack latency.
+    Load(bench::load::Args),
     /// Write generated order flow as JSON-line commands (stdout).
     Generate(bench::generate::Args),
     /// Rebuild the state from a data directory and print its last seq and state hash.
@@ -66,6 +69,7 @@ fn main() -> ExitCode {
         Command::BenchEngine(args) => bench::engine::run(args),
         Command::BenchDurable(args) => bench::durable::run(args),
         Command::Generate(args) => bench::generate::run(args),
+        Command::Load(args) => bench::load::run(args),
         Command::Recover(args) => data::recover(args),
         Command::Journal(command) => data::journal(command),
     };

@@ -4,7 +4,7 @@
 use std::io;
 
 use matching_proto::binary::{ClientMessage, ServerMessage, decode_client, encode_server, frame_len};
-use matching_proto::session::Reply;
+use matching_proto::session::{Reply, Request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -21,6 +21,8 @@ pub(crate) struct Binary {
     abandoned: bool,
     /// The stream is out of step (a bad length): nothing more can be read.
     broken: bool,
+    /// A message read ahead by `next_buffered` that was not for it.
+    peeked: Option<Incoming>,
 }
 
 impl Binary {
@@ -34,34 +36,58 @@ impl Binary {
             abandoned: false,
             output: Vec::with_capacity(64 * 1024),
             broken: false,
+            peeked: None,
+        }
+    }
+}
+
+impl Binary {
+    /// The next message already read, if a whole packet is there.
+    fn parse_buffered(&mut self) -> Option<Incoming> {
+        if let Some(message) = self.peeked.take() {
+            return Some(message);
+        }
+        if self.broken {
+            return None;
+        }
+        match frame_len(&self.input[self.start..], self.frame_max) {
+            Ok(Some(len)) => {
+                let packet = &self.input[self.start..self.start + len];
+                self.start += len;
+                Some(match decode_client(packet) {
+                    Ok(ClientMessage::Request(request)) => Incoming::Request(request),
+                    Ok(ClientMessage::Heartbeat) => Incoming::Heartbeat,
+                    Err(error) => Incoming::Refused { reason: error.reason, order_id: error.order_id, cid: error.cid },
+                })
+            }
+            Ok(None) => None,
+            Err(error) => {
+                // The length cannot be trusted, so neither can anything after it.
+                self.broken = true;
+                Some(Incoming::Refused { reason: error.reason(), order_id: None, cid: None })
+            }
         }
     }
 }
 
 impl Transport for Binary {
+    fn next_buffered(&mut self) -> Option<Request> {
+        match self.parse_buffered()? {
+            Incoming::Request(request) if !matches!(request, Request::Login(_) | Request::Logout) => Some(request),
+            other => {
+                self.peeked = Some(other);
+                None
+            }
+        }
+    }
+
     async fn recv(&mut self) -> io::Result<Option<Incoming>> {
         loop {
+            if let Some(message) = self.parse_buffered() {
+                return Ok(Some(message));
+            }
             if self.broken {
                 return Ok(None);
-            }
-            match frame_len(&self.input[self.start..], self.frame_max) {
-                Ok(Some(len)) => {
-                    let packet = &self.input[self.start..self.start + len];
-                    self.start += len;
-                    return Ok(Some(match decode_client(packet) {
-                        Ok(ClientMessage::Request(request)) => Incoming::Request(request),
-                        Ok(ClientMessage::Heartbeat) => Incoming::Heartbeat,
-                        Err(error) => {
-                            Incoming::Refused { reason: error.reason, order_id: error.order_id, cid: error.cid }
-                        }
-                    }));
-                }
-                Ok(None) => {}
-                Err(error) => {
-                    // The length cannot be trusted, so neither can anything after it.
-                    self.broken = true;
-                    return Ok(Some(Incoming::Refused { reason: error.reason(), order_id: None, cid: None }));
-                }
             }
             if self.start > 0 {
                 self.input.drain(..self.start);

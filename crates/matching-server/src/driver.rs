@@ -15,7 +15,11 @@
 //! a trade to every session of its maker and of its taker, each seeing its
 //! own side; a `cancelled` to every session of the order's owner.
 
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
+
+use foldhash::fast::RandomState;
+use rustc_hash::{FxHashMap, FxHashSet};
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::Thread;
 
@@ -62,9 +66,13 @@ pub(crate) struct Outgoing {
     pub(crate) answer: bool,
 }
 
-/// Where the driver sends a session's replies.
+/// Where the driver sends a session's replies: a batch per pass of the
+/// driver (one wake-up of the session, however many replies), and how many
+/// replies are queued in all, which the driver bounds.
 pub(crate) struct Outbox {
-    pub(crate) replies: mpsc::Sender<Outgoing>,
+    pub(crate) replies: mpsc::UnboundedSender<Vec<Outgoing>>,
+    /// Replies sent and not yet taken by the session.
+    pub(crate) queued: Arc<AtomicUsize>,
     pub(crate) kill: Arc<Kill>,
 }
 
@@ -76,16 +84,14 @@ pub(crate) enum Inbound {
         user: UserId,
         role: Role,
         cancel_on_disconnect: bool,
+        /// The login's `resume_after`.
+        resume_after: Option<Seq>,
         outbox: Outbox,
     },
-    Request {
-        session: SessionId,
-        request: Request,
-    },
+    /// Requests of a session, in order (what one read of its socket brought).
+    Requests { session: SessionId, requests: Vec<Request> },
     /// A session ended (its client left, or it was dropped).
-    Closed {
-        session: SessionId,
-    },
+    Closed { session: SessionId },
     /// Stop taking requests, finish what is queued, snapshot, stop.
     Shutdown,
 }
@@ -116,6 +122,8 @@ struct Session {
     role: Role,
     cancel_on_disconnect: bool,
     outbox: Outbox,
+    /// Replies of this pass, sent together at its end.
+    staged: Vec<Outgoing>,
 }
 
 /// What a command was, as far as its answer goes.
@@ -158,13 +166,17 @@ struct Routes {
     by_user: HashMap<UserId, Vec<SessionId>>,
     /// In `seq` order.
     pending: VecDeque<Pending>,
-    orders: HashMap<OrderId, Live>,
-    user_orders: HashMap<UserId, BTreeSet<OrderId>>,
-    cids: HashMap<(UserId, Cid), OrderId>,
+    /// Keyed by engine-assigned ids and user ids: a fast hash is safe. Cids
+    /// are the clients' choice: their map has a keyed hash (a random key per process).
+    orders: FxHashMap<OrderId, Live>,
+    user_orders: FxHashMap<UserId, FxHashSet<OrderId>>,
+    cids: HashMap<(UserId, Cid), OrderId, RandomState>,
     /// Replies a session's outbox holds.
     outbox: usize,
     /// Sessions to drop once the current pass is over: `(session, reason)`.
     dropped: Vec<(SessionId, String)>,
+    /// Sessions with staged replies.
+    staged: Vec<SessionId>,
     /// `orders` and `ping` wait for every command before them to pass, so
     /// an answer reflects them: `(the seq after them, session, query)`.
     queries: VecDeque<(Seq, SessionId, Request)>,
@@ -203,11 +215,12 @@ impl Driver {
             sessions: HashMap::new(),
             by_user: HashMap::new(),
             pending: VecDeque::new(),
-            orders: HashMap::new(),
-            user_orders: HashMap::new(),
-            cids: HashMap::new(),
+            orders: FxHashMap::default(),
+            user_orders: FxHashMap::default(),
+            cids: HashMap::default(),
             outbox,
             dropped: Vec::new(),
+            staged: Vec::new(),
             queries: VecDeque::new(),
         };
         if let Answer::State(books) = engine.query(Query::State)? {
@@ -247,6 +260,7 @@ impl Driver {
                 }
             });
             self.routes.answer_queries(self.reader.next_seq());
+            self.routes.flush();
             self.routes.drop_sessions(&mut self.batch, self.engine.next_seq());
             if let Some(stopped) = self.reader.stopped() {
                 return self.engine_stopped(stopped);
@@ -268,17 +282,32 @@ impl Driver {
         while self.batch.len() < self.batch_max {
             let Ok(message) = self.inbound.try_recv() else { break };
             taken += 1;
-            let next_seq = self.engine.next_seq() + self.batch.len() as Seq;
             match message {
-                Inbound::Open { session, user, role, cancel_on_disconnect, outbox } => {
+                Inbound::Open { session, user, role, cancel_on_disconnect, resume_after, outbox } => {
                     self.routes.by_user.entry(user).or_default().push(session);
-                    self.routes.sessions.insert(session, Session { user, role, cancel_on_disconnect, outbox });
+                    self.routes
+                        .sessions
+                        .insert(session, Session { user, role, cancel_on_disconnect, outbox, staged: Vec::new() });
+                    if let Some(after) = resume_after {
+                        // Nothing is kept to replay yet: a client that missed
+                        // anything is told so, and asks for `orders`.
+                        let last_seq = self.reader.next_seq() - 1;
+                        let reply = if after >= last_seq {
+                            Reply::ResumeDone { last_seq }
+                        } else {
+                            Reply::ResumeTooOld { oldest: last_seq }
+                        };
+                        self.routes.send(session, reply, false);
+                    }
                 }
-                Inbound::Request { session, request } => {
-                    if self.shutting_down {
-                        self.routes.reject(session, GatewayReason::Unavailable, None, None);
-                    } else if let Some(action) = self.routes.request(session, request, next_seq) {
-                        self.batch.push(action);
+                Inbound::Requests { session, requests } => {
+                    for request in requests {
+                        let next_seq = self.engine.next_seq() + self.batch.len() as Seq;
+                        if self.shutting_down {
+                            self.routes.reject(session, GatewayReason::Unavailable, None, None);
+                        } else if let Some(action) = self.routes.request(session, request, next_seq) {
+                            self.batch.push(action);
+                        }
                     }
                 }
                 Inbound::Closed { session } => self.routes.dropped.push((session, String::new())),
@@ -304,16 +333,28 @@ impl Driver {
 }
 
 impl Routes {
-    /// Sends `reply` to `session` if it is still there; a full outbox drops it.
+    /// Stages `reply` for `session`, if it is still there.
     fn send(&mut self, session: SessionId, reply: Reply, answer: bool) {
-        let Some(state) = self.sessions.get(&session) else { return };
-        match state.outbox.replies.try_send(Outgoing { reply, answer }) {
-            Ok(()) => {}
-            Err(mpsc::error::TrySendError::Full(_)) => {
-                self.dropped.push((session, format!("slow reader: {} replies waiting unread", self.outbox)))
+        let Some(state) = self.sessions.get_mut(&session) else { return };
+        if state.staged.is_empty() {
+            self.staged.push(session);
+        }
+        state.staged.push(Outgoing { reply, answer });
+    }
+
+    /// Sends each session the replies of this pass, in one batch; a session
+    /// whose client has not taken `outbox` replies is dropped.
+    fn flush(&mut self) {
+        for session in std::mem::take(&mut self.staged) {
+            let Some(state) = self.sessions.get_mut(&session) else { continue };
+            let batch = std::mem::take(&mut state.staged);
+            let queued = state.outbox.queued.fetch_add(batch.len(), Ordering::AcqRel) + batch.len();
+            if queued > self.outbox {
+                self.dropped.push((session, format!("slow reader: {} replies waiting unread", self.outbox)));
+                continue;
             }
-            // The session is ending; its `Closed` is on the way.
-            Err(mpsc::error::TrySendError::Closed(_)) => {}
+            // An error: the session is ending, its `Closed` is on the way.
+            let _ = state.outbox.replies.send(batch);
         }
     }
 
@@ -421,6 +462,8 @@ impl Routes {
 
     fn orders_of(&self, user: UserId) -> Vec<OrderInfo> {
         let Some(ids) = self.user_orders.get(&user) else { return Vec::new() };
+        let mut ids: Vec<OrderId> = ids.iter().copied().collect();
+        ids.sort_unstable();
         ids.iter()
             .filter_map(|id| {
                 let order = self.orders.get(id)?;
@@ -593,6 +636,7 @@ impl Routes {
     }
 
     fn goodbye_all(&mut self, reason: &str) {
+        self.flush();
         for state in self.sessions.values() {
             state.outbox.kill.kill(reason.to_string());
         }

@@ -4,7 +4,7 @@ use std::io;
 
 use matching_core::UserId;
 use matching_proto::json_session::{parse_request, write_reply};
-use matching_proto::session::{GatewayReason, Reply};
+use matching_proto::session::{GatewayReason, Reply, Request};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -21,6 +21,8 @@ pub(crate) struct JsonLines {
     skipping: bool,
     line_max: usize,
     output: Vec<u8>,
+    /// A message read ahead by `next_buffered` that was not for it.
+    peeked: Option<Incoming>,
     /// A write was cut off midway: nothing more may be written.
     abandoned: bool,
     user: UserId,
@@ -36,6 +38,7 @@ impl JsonLines {
             skipping: false,
             line_max,
             abandoned: false,
+            peeked: None,
             output: Vec::with_capacity(1 << 16),
             user: 0,
         }
@@ -73,23 +76,42 @@ impl JsonLines {
     }
 }
 
+impl JsonLines {
+    /// The next message already read, if a whole line is there.
+    fn parse_buffered(&mut self) -> Option<Incoming> {
+        if let Some(message) = self.peeked.take() {
+            return Some(message);
+        }
+        Some(match self.next_line()? {
+            Err(()) => Incoming::Refused { reason: GatewayReason::TooLong, order_id: None, cid: None },
+            Ok((from, to)) => {
+                let line = self.input[from..to].strip_suffix(b"\r").unwrap_or(&self.input[from..to]);
+                match parse_request(line, self.user) {
+                    Ok(request) => Incoming::Request(request),
+                    Err(reject) => {
+                        Incoming::Refused { reason: reject.reason, order_id: reject.order_id, cid: reject.cid }
+                    }
+                }
+            }
+        })
+    }
+}
+
 impl Transport for JsonLines {
+    fn next_buffered(&mut self) -> Option<Request> {
+        match self.parse_buffered()? {
+            Incoming::Request(request) if !matches!(request, Request::Login(_) | Request::Logout) => Some(request),
+            other => {
+                self.peeked = Some(other);
+                None
+            }
+        }
+    }
+
     async fn recv(&mut self) -> io::Result<Option<Incoming>> {
         loop {
-            match self.next_line() {
-                Some(Err(())) => {
-                    return Ok(Some(Incoming::Refused { reason: GatewayReason::TooLong, order_id: None, cid: None }));
-                }
-                Some(Ok((from, to))) => {
-                    let line = self.input[from..to].strip_suffix(b"\r").unwrap_or(&self.input[from..to]);
-                    return Ok(Some(match parse_request(line, self.user) {
-                        Ok(request) => Incoming::Request(request),
-                        Err(reject) => {
-                            Incoming::Refused { reason: reject.reason, order_id: reject.order_id, cid: reject.cid }
-                        }
-                    }));
-                }
-                None => {}
+            if let Some(message) = self.parse_buffered() {
+                return Ok(Some(message));
             }
             // Keep the buffer from growing: move the unread part to the front.
             if self.start > 0 {

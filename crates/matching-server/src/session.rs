@@ -18,7 +18,7 @@
 use std::io;
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use matching_core::UserId;
@@ -48,6 +48,13 @@ pub(crate) trait Transport: Send {
     /// The next message; `Ok(None)` once the client has closed. Must be
     /// cancel-safe (it races the outbox in a `select!`).
     async fn recv(&mut self) -> io::Result<Option<Incoming>>;
+    /// The next request already read (no waiting), if the next message is
+    /// one that goes to the driver; anything else stays for
+    /// [`Transport::recv`]. Lets a session hand the driver everything one
+    /// read brought in one go.
+    fn next_buffered(&mut self) -> Option<Request> {
+        None
+    }
     /// Appends `reply` to what the next [`Transport::flush`] writes.
     fn encode(&mut self, reply: &Reply);
     /// Writes what was encoded.
@@ -104,16 +111,55 @@ impl Bucket {
         Bucket { rate: rate as f64, tokens: rate as f64, at: Instant::now() }
     }
 
-    fn take(&mut self) -> bool {
+    /// Adds what has accrued since the last refill (one clock read for a batch).
+    fn refill(&mut self) {
         let now = Instant::now();
         self.tokens = (self.tokens + now.duration_since(self.at).as_secs_f64() * self.rate).min(self.rate.max(1.0));
         self.at = now;
+    }
+
+    fn take(&mut self) -> bool {
         if self.tokens >= 1.0 {
             self.tokens -= 1.0;
             true
         } else {
             false
         }
+    }
+}
+
+/// The session's end of its outbox: batches from the driver, taken a reply
+/// at a time (each taken reply is one fewer queued).
+pub(crate) struct Replies {
+    batches: mpsc::UnboundedReceiver<Vec<Outgoing>>,
+    queued: Arc<AtomicUsize>,
+    batch: std::vec::IntoIter<Outgoing>,
+}
+
+impl Replies {
+    /// The next reply, waiting for one; `None` once the driver let go.
+    /// Cancel-safe: a batch received is kept whole.
+    async fn next(&mut self) -> Option<Outgoing> {
+        if let Some(reply) = self.take() {
+            return Some(reply);
+        }
+        self.batch = self.batches.recv().await?.into_iter();
+        self.take()
+    }
+
+    /// The next reply if one is there.
+    fn try_next(&mut self) -> Option<Outgoing> {
+        if let Some(reply) = self.take() {
+            return Some(reply);
+        }
+        self.batch = self.batches.try_recv().ok()?.into_iter();
+        self.take()
+    }
+
+    fn take(&mut self) -> Option<Outgoing> {
+        let reply = self.batch.next()?;
+        self.queued.fetch_sub(1, Ordering::AcqRel);
+        Some(reply)
     }
 }
 
@@ -149,14 +195,17 @@ pub(crate) async fn run<T: Transport>(mut transport: T, context: Arc<Context>, p
         return say_goodbye(&mut transport, Reply::LoginRejected { reason: LoginError::Unavailable }).await;
     }
     let session: SessionId = context.next_session.fetch_add(1, Ordering::Relaxed);
-    let (replies, mut outbox) = mpsc::channel(limits.outbox);
+    let (replies, outbox) = mpsc::unbounded_channel();
+    let queued = Arc::new(AtomicUsize::new(0));
+    let mut outbox = Replies { batches: outbox, queued: Arc::clone(&queued), batch: Vec::new().into_iter() };
     let kill = Arc::new(Kill::default());
     let open = Inbound::Open {
         session,
         user: login.user,
         role,
         cancel_on_disconnect: login.cancel_on_disconnect,
-        outbox: Outbox { replies, kill: Arc::clone(&kill) },
+        resume_after: login.resume_after,
+        outbox: Outbox { replies, queued, kill: Arc::clone(&kill) },
     };
     if !context.driver.send(open).await {
         return say_goodbye(&mut transport, Reply::LoginRejected { reason: LoginError::Unavailable }).await;
@@ -168,7 +217,7 @@ pub(crate) async fn run<T: Transport>(mut transport: T, context: Arc<Context>, p
     let reason = serve(&mut transport, &context, session, &mut outbox, &kill, &mut shutdown).await;
     context.driver.send(Inbound::Closed { session }).await;
     // What the driver queued before it let go goes out first.
-    while let Ok(Outgoing { reply, .. }) = outbox.try_recv() {
+    while let Some(Outgoing { reply, .. }) = outbox.try_next() {
         transport.encode(&reply);
     }
     tracing::info!(
@@ -190,7 +239,7 @@ async fn serve<T: Transport>(
     transport: &mut T,
     context: &Context,
     session: SessionId,
-    outbox: &mut mpsc::Receiver<Outgoing>,
+    outbox: &mut Replies,
     kill: &Kill,
     shutdown: &mut watch::Receiver<bool>,
 ) -> Option<String> {
@@ -216,7 +265,7 @@ async fn serve<T: Transport>(
                 // Stop reading; the driver says goodbye once what is queued is done.
                 reading = false;
             }
-            first = outbox.recv() => {
+            first = outbox.next() => {
                 let Some(first) = first else { return kill.reason().map(str::to_string) };
                 let mut next = Some(first);
                 let mut encoded = 0;
@@ -224,7 +273,7 @@ async fn serve<T: Transport>(
                     transport.encode(&reply);
                     unanswered -= usize::from(answer && unanswered > 0);
                     encoded += 1;
-                    next = if encoded < WRITE_BATCH { outbox.try_recv().ok() } else { None };
+                    next = if encoded < WRITE_BATCH { outbox.try_next() } else { None };
                 }
                 // A client that stopped reading blocks this write; the driver
                 // then drops the session, which ends the wait.
@@ -270,15 +319,27 @@ async fn serve<T: Transport>(
                     }
                     _ => {}
                 }
-                if !bucket.take() {
-                    transport.encode(&Reply::Rejected { reason: GatewayReason::RateLimited, order_id: None, cid: None });
-                    if transport.flush().await.is_err() {
-                        return None;
+                // This request and every one already read after it go to the
+                // driver together; those over the rate are refused here.
+                bucket.refill();
+                let mut requests = Vec::new();
+                let mut next = Some(request);
+                while let Some(request) = next {
+                    if bucket.take() {
+                        requests.push(request);
+                    } else {
+                        transport.encode(&Reply::Rejected { reason: GatewayReason::RateLimited, order_id: None, cid: None });
                     }
+                    next = if unanswered + requests.len() < limits.in_flight { transport.next_buffered() } else { None };
+                }
+                if transport.flush().await.is_err() {
+                    return None;
+                }
+                if requests.is_empty() {
                     continue;
                 }
-                unanswered += 1;
-                if !context.driver.send(Inbound::Request { session, request }).await {
+                unanswered += requests.len();
+                if !context.driver.send(Inbound::Requests { session, requests }).await {
                     return Some("the server is stopping".to_string());
                 }
             }
