@@ -63,6 +63,9 @@ pub struct Args {
     /// A session's requests per second (and burst); more are rejected `rate_limited`.
     #[arg(long, default_value_t = Limits::default().rate_per_s)]
     rate_limit: u32,
+    /// Recent events kept for a login's `resume_after` (about 100 bytes each).
+    #[arg(long, default_value_t = Limits::default().resume_events)]
+    resume_events: usize,
     /// Seconds a connection has to log in.
     #[arg(long, default_value_t = Limits::default().login_timeout.as_secs_f64())]
     login_timeout: f64,
@@ -94,6 +97,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         outbox: args.max_outbox.max(16),
         rate_per_s: args.rate_limit.max(1),
         login_timeout: std::time::Duration::from_secs_f64(args.login_timeout.clamp(0.001, 3600.0)),
+        resume_events: args.resume_events,
         ..Limits::default()
     };
     let config = ServerConfig {

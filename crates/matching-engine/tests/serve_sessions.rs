@@ -431,3 +431,63 @@ async fn a_clean_stop_snapshots_and_a_restart_recovers() {
     assert_eq!(seq, ids[2] + 1);
     server.kill9();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn resume_after_replays_what_a_session_missed_exactly_once() {
+    let dir = scratch("resume");
+    let data = dir.join("data");
+    let server = Server::start(&data, &[]);
+    let resume = |after: u64| Login { resume_after: Some(after), ..login(1, "") };
+    let mut maker = connect(server.binary, Encoding::Binary, 1, "").await;
+    maker.send(&new(1, "Z", Side::Sell, 100, 10, Some("m"))).await.unwrap();
+    let (seen, _) = event(&mut maker).await;
+    drop(maker);
+
+    // While the maker is away, it is filled twice.
+    let mut taker = connect(server.json, Encoding::Json, 2, "").await;
+    let mut fills = Vec::new();
+    for qty in [3, 2] {
+        taker.send(&new(2, "Z", Side::Buy, 100, qty, None)).await.unwrap();
+        let (seq, _) = event(&mut taker).await;
+        assert!(matches!(event(&mut taker).await.1, ClientEvent::Fill { .. }));
+        fills.push(seq);
+    }
+    // Back: exactly what it missed, in order, then the end of the replay, then live events.
+    let mut back = Client::connect(server.binary, Encoding::Binary).await.unwrap();
+    assert_eq!(back.login(resume(seen)).await.unwrap(), Reply::LoginAccepted { user: 1 });
+    for (seq, remaining) in [(fills[0], 7), (fills[1], 5)] {
+        let (got, fill) = event(&mut back).await;
+        assert_eq!(got, seq);
+        assert!(
+            matches!(fill, ClientEvent::Fill { remaining: r, liquidity: Liquidity::Maker, cid: Some(_), .. } if r == remaining),
+            "{fill:?}"
+        );
+    }
+    assert_eq!(next(&mut back).await, Reply::ResumeDone { last_seq: fills[1] });
+    taker.send(&new(2, "Z", Side::Buy, 100, 1, None)).await.unwrap();
+    let (live, fill) = event(&mut back).await;
+    assert!(live > fills[1] && matches!(fill, ClientEvent::Fill { remaining: 4, .. }), "{live} {fill:?}");
+    quiet(&mut back).await;
+    // From the start: its own accepted too.
+    let mut all = Client::connect(server.json, Encoding::Json).await.unwrap();
+    all.login(resume(0)).await.unwrap();
+    let replayed: Vec<u64> =
+        [event(&mut all).await, event(&mut all).await, event(&mut all).await, event(&mut all).await]
+            .iter()
+            .map(|(seq, _)| *seq)
+            .collect();
+    assert_eq!(replayed, vec![seen, fills[0], fills[1], live]);
+    assert_eq!(next(&mut all).await, Reply::ResumeDone { last_seq: live });
+
+    // The history is memory: after a restart, anything older is "too old".
+    assert!(server.stop().success());
+    let server = Server::start(&data, &[]);
+    let mut late = Client::connect(server.binary, Encoding::Binary).await.unwrap();
+    late.login(resume(seen)).await.unwrap();
+    let Reply::ResumeTooOld { oldest } = next(&mut late).await else { panic!("expected too old") };
+    assert!(oldest >= live, "{oldest}");
+    let mut current = Client::connect(server.binary, Encoding::Binary).await.unwrap();
+    current.login(resume(oldest)).await.unwrap();
+    assert!(matches!(next(&mut current).await, Reply::ResumeDone { .. }));
+    server.kill9();
+}

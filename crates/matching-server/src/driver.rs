@@ -142,6 +142,8 @@ struct Pending {
     seq: Seq,
     /// `None`: the driver's own (a cancel-on-disconnect).
     session: Option<SessionId>,
+    /// Whose command it is (its answer is that user's event).
+    user: UserId,
     /// A new order's owner and cid.
     cid: Option<(UserId, Cid)>,
     kind: Kind,
@@ -158,6 +160,41 @@ struct Live {
     price: Option<Price>,
     qty: Qty,
     cid: Option<Cid>,
+}
+
+/// The last events of every user, in `seq` order, within a bound: what a
+/// login's `resume_after` replays. Kept in memory: a restart starts it
+/// empty (`floor` is then where the engine recovered to).
+struct History {
+    events: VecDeque<(Seq, UserId, ClientEvent)>,
+    capacity: usize,
+    /// Every user event with a `seq` above this is kept.
+    floor: Seq,
+}
+
+impl History {
+    fn new(capacity: usize, floor: Seq) -> History {
+        History { events: VecDeque::with_capacity(capacity.min(1 << 16)), capacity, floor }
+    }
+
+    fn push(&mut self, seq: Seq, user: UserId, event: ClientEvent) {
+        if self.capacity == 0 {
+            self.floor = seq;
+            return;
+        }
+        if self.events.len() == self.capacity
+            && let Some((dropped, _, _)) = self.events.pop_front()
+        {
+            self.floor = self.floor.max(dropped);
+        }
+        self.events.push_back((seq, user, event));
+    }
+
+    /// `user`'s events after `after`, in order.
+    fn of(&self, user: UserId, after: Seq) -> impl Iterator<Item = (Seq, ClientEvent)> + '_ {
+        let from = self.events.partition_point(|(seq, _, _)| *seq <= after);
+        self.events.range(from..).filter(move |(_, u, _)| *u == user).map(|(seq, _, event)| (*seq, *event))
+    }
 }
 
 /// Everything the driver knows besides the engine.
@@ -177,6 +214,8 @@ struct Routes {
     dropped: Vec<(SessionId, String)>,
     /// Sessions with staged replies.
     staged: Vec<SessionId>,
+    /// Recent events of each user, for a login's `resume_after`.
+    history: History,
     /// `orders` and `ping` wait for every command before them to pass, so
     /// an answer reflects them: `(the seq after them, session, query)`.
     queries: VecDeque<(Seq, SessionId, Request)>,
@@ -210,6 +249,7 @@ impl Driver {
         inbound: mpsc::Receiver<Inbound>,
         outbox: usize,
         batch_max: usize,
+        history: usize,
     ) -> Result<Driver, Stopped> {
         let mut routes = Routes {
             sessions: HashMap::new(),
@@ -222,6 +262,7 @@ impl Driver {
             dropped: Vec::new(),
             staged: Vec::new(),
             queries: VecDeque::new(),
+            history: History::new(history, engine.next_seq() - 1),
         };
         if let Answer::State(books) = engine.query(Query::State)? {
             for book in books {
@@ -289,15 +330,7 @@ impl Driver {
                         .sessions
                         .insert(session, Session { user, role, cancel_on_disconnect, outbox, staged: Vec::new() });
                     if let Some(after) = resume_after {
-                        // Nothing is kept to replay yet: a client that missed
-                        // anything is told so, and asks for `orders`.
-                        let last_seq = self.reader.next_seq() - 1;
-                        let reply = if after >= last_seq {
-                            Reply::ResumeDone { last_seq }
-                        } else {
-                            Reply::ResumeTooOld { oldest: last_seq }
-                        };
-                        self.routes.send(session, reply, false);
+                        self.routes.resume(session, user, after, self.reader.next_seq() - 1);
                     }
                 }
                 Inbound::Requests { session, requests } => {
@@ -442,8 +475,28 @@ impl Routes {
             Action::MassCancel { .. } => Kind::MassCancel,
             _ => Kind::Other,
         };
-        self.pending.push_back(Pending { seq, session: Some(session), cid: new_cid, kind, answered: false });
+        let user = match action {
+            Action::New(order) => order.user,
+            Action::Cancel { user, .. } | Action::Modify { user, .. } | Action::MassCancel { user, .. } => user,
+            Action::Halt { .. } | Action::Resume { .. } => me,
+        };
+        self.pending.push_back(Pending { seq, session: Some(session), user, cid: new_cid, kind, answered: false });
         Some(action)
+    }
+
+    /// Sends `session` the events of `user` after `after`, then
+    /// `resume_done`; or `resume_too_old` if some are no longer kept. Live
+    /// events follow, so each event reaches it exactly once.
+    fn resume(&mut self, session: SessionId, user: UserId, after: Seq, last_seq: Seq) {
+        if after < self.history.floor {
+            let oldest = self.history.floor;
+            return self.send(session, Reply::ResumeTooOld { oldest }, false);
+        }
+        let missed: Vec<(Seq, ClientEvent)> = self.history.of(user, after).collect();
+        for (seq, event) in missed {
+            self.send(session, Reply::Event { seq, event }, false);
+        }
+        self.send(session, Reply::ResumeDone { last_seq }, false);
     }
 
     /// Answers the queries whose earlier commands have all passed (the
@@ -528,7 +581,11 @@ impl Routes {
             None => (None, None, None),
         };
         let new_cid = new_order.map(|(_, cid)| cid);
+        let owner = self.pending.front().filter(|p| p.seq == seq).map(|p| p.user);
         let answer = |routes: &mut Routes, event: ClientEvent| {
+            if let Some(user) = owner {
+                routes.history.push(seq, user, event);
+            }
             if let Some(session) = origin {
                 routes.send(session, Reply::Event { seq, event }, answering.is_some());
             }
@@ -586,12 +643,14 @@ impl Routes {
                         remaining,
                         cid,
                     };
+                    self.history.push(seq, user, fill);
                     self.send_user(user, None, || Reply::Event { seq, event: fill });
                 }
             }
             EventKind::Cancelled { order_id, user, reason, remaining, .. } => {
                 let cid = self.forget(order_id);
                 let event = ClientEvent::Cancelled { order_id, reason, remaining, cid };
+                self.history.push(seq, user, event);
                 self.send_user(user, answering, || Reply::Event { seq, event });
             }
             EventKind::Modified { order_id, price, qty, .. } => {
@@ -624,6 +683,7 @@ impl Routes {
             if state.cancel_on_disconnect && !others_cancel {
                 let seq = next_seq + batch.len() as Seq;
                 self.pending.push_back(Pending {
+                    user: state.user,
                     seq,
                     session: None,
                     cid: None,

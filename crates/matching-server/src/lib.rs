@@ -65,6 +65,8 @@ pub struct Limits {
     pub write_timeout: Duration,
     /// Most commands submitted to the engine in one batch.
     pub batch: usize,
+    /// Recent user events kept for a login's `resume_after` (in memory).
+    pub resume_events: usize,
 }
 
 impl Default for Limits {
@@ -80,6 +82,7 @@ impl Default for Limits {
             idle_timeout: Duration::from_secs(5),
             write_timeout: Duration::from_secs(10),
             batch: 4096,
+            resume_events: 1 << 18,
         }
     }
 }
@@ -139,7 +142,7 @@ pub fn run(config: ServerConfig, ready: impl FnOnce(Bound)) -> anyhow::Result<()
     let limits = config.limits;
     // Room for every session's whole allowance, so a session never waits on it.
     let (inbound_tx, inbound_rx) = mpsc::channel(limits.connections * (limits.in_flight + 2));
-    let driver = Driver::new(engine, reader, inbound_rx, limits.outbox, limits.batch)
+    let driver = Driver::new(engine, reader, inbound_rx, limits.outbox, limits.batch, limits.resume_events)
         .map_err(|stopped| anyhow::anyhow!("the engine stopped while starting: {stopped}"))?;
     let driver_thread = std::thread::Builder::new().name("driver".into()).spawn(move || driver.run())?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
