@@ -259,8 +259,11 @@ fn inspect(storage: &FsStorage, out: &mut impl Write) -> std::io::Result<()> {
                 continue;
             }
             let mut line = format!("{{\"seq\":{},\"offset\":{offset},\"chained\":{chained}", record.seq);
-            match (record.kind, format::decode_command(record.seq, record.payload)) {
-                (KIND_COMMAND, Some(command)) => {
+            match (record.kind, format::decode_command_with(record.seq, record.payload)) {
+                (KIND_COMMAND, Some((command, cid))) => {
+                    if let Some(cid) = cid {
+                        line.push_str(&format!(",\"cid\":\"{cid}\""));
+                    }
                     let mut text = Vec::new();
                     json::write_command(&mut text, &command.action);
                     text.pop();

@@ -408,7 +408,8 @@ async fn a_clean_stop_snapshots_and_a_restart_recovers() {
     let mut client = connect(server.json, Encoding::Json, 6, "").await;
     let mut ids = Vec::new();
     for price in [10, 11, 12] {
-        client.send(&new(6, "K", Side::Sell, price, 2, None)).await.unwrap();
+        let cid = format!("k{price}");
+        client.send(&new(6, "K", Side::Sell, price, 2, Some(&cid))).await.unwrap();
         let ClientEvent::Accepted { order_id, .. } = event(&mut client).await.1 else { panic!() };
         ids.push(order_id);
     }
@@ -425,10 +426,37 @@ async fn a_clean_stop_snapshots_and_a_restart_recovers() {
     client.send(&Request::Orders).await.unwrap();
     let Reply::Orders(orders) = next(&mut client).await else { panic!() };
     assert_eq!(orders.iter().map(|o| o.order_id).collect::<Vec<_>>(), ids);
+    // Their cids were kept with the snapshot.
+    let cids: Vec<String> = orders.iter().map(|o| o.cid.map(|c| c.to_string()).unwrap_or_default()).collect();
+    assert_eq!(cids, vec!["k10", "k11", "k12"]);
     // The sequence goes on.
     client.send(&new(6, "K", Side::Buy, 10, 1, None)).await.unwrap();
     let (seq, _) = event(&mut client).await;
     assert_eq!(seq, ids[2] + 1);
+    // (It trades with itself: both fills come to it.)
+    for _ in 0..2 {
+        assert!(matches!(event(&mut client).await.1, ClientEvent::Fill { .. }));
+    }
+    // After a kill -9 the cids come back from the journal: those after the
+    // snapshot too.
+    client.send(&new(6, "K", Side::Sell, 20, 1, Some("after"))).await.unwrap();
+    let ClientEvent::Accepted { order_id: after, .. } = event(&mut client).await.1 else { panic!() };
+    server.kill9();
+    let server = Server::start(&data, &[]);
+    let mut client = connect(server.json, Encoding::Json, 6, "").await;
+    client.send(&Request::Orders).await.unwrap();
+    let Reply::Orders(orders) = next(&mut client).await else { panic!() };
+    let cids: Vec<(u64, String)> =
+        orders.iter().map(|o| (o.order_id, o.cid.map(|c| c.to_string()).unwrap_or_default())).collect();
+    assert_eq!(
+        cids,
+        vec![(ids[0], "k10".into()), (ids[1], "k11".into()), (ids[2], "k12".into()), (after, "after".into())]
+    );
+    // A cid still names its order, and a live one still cannot be reused.
+    client.send(&Request::CancelCid { user: 6, cid: Cid::new("after").unwrap() }).await.unwrap();
+    assert!(matches!(event(&mut client).await.1, ClientEvent::Cancelled { order_id, .. } if order_id == after));
+    client.send(&new(6, "K", Side::Sell, 30, 1, Some("k11"))).await.unwrap();
+    assert!(matches!(next(&mut client).await, Reply::Rejected { reason: GatewayReason::DuplicateCid, .. }));
     server.kill9();
 }
 

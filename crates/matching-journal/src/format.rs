@@ -5,7 +5,7 @@
 
 use std::mem::{offset_of, size_of};
 
-use matching_core::{Action, Command, NewOrder, OrderType, Seq, Side, Stp, Symbol, Tif};
+use matching_core::{Action, CID_LEN_MAX, Cid, Command, NewOrder, OrderType, Seq, Side, Stp, Symbol, Tif};
 
 /// Opens every segment file.
 pub const SEGMENT_MAGIC: [u8; 8] = *b"MXJOURNL";
@@ -71,7 +71,9 @@ const _: () = assert!(offset_of!(RecordHeader, chain_crc) == 24);
 pub struct SnapshotHeader {
     pub magic: [u8; 8],
     pub version: u32,
-    pub reserved: u32,
+    /// Bytes of the annex after the body: what the engine's embedder keeps
+    /// with the state (the server's client order ids). 0 for none.
+    pub annex_len: u32,
     /// Every command up to and including this `seq` is in the state.
     pub seq: u64,
     /// `Exchange::state_hash` of the state.
@@ -263,13 +265,20 @@ pub fn records(segment: &[u8]) -> impl Iterator<Item = (usize, Result<RecordView
 }
 
 pub fn snapshot_header(seq: Seq, state_hash: u64, body: &[u8]) -> [u8; SNAPSHOT_HEADER_LEN] {
+    snapshot_header_with(seq, state_hash, body, &[])
+}
+
+/// The header of a snapshot whose body is followed by `annex` (at most
+/// 4 GiB - 1). `body_crc` covers both.
+pub fn snapshot_header_with(seq: Seq, state_hash: u64, body: &[u8], annex: &[u8]) -> [u8; SNAPSHOT_HEADER_LEN] {
     let mut h = [0u8; SNAPSHOT_HEADER_LEN];
     h[0..8].copy_from_slice(&SNAPSHOT_MAGIC);
     put_u32(&mut h, offset_of!(SnapshotHeader, version), VERSION);
+    put_u32(&mut h, offset_of!(SnapshotHeader, annex_len), annex.len() as u32);
     put_u64(&mut h, offset_of!(SnapshotHeader, seq), seq);
     put_u64(&mut h, offset_of!(SnapshotHeader, state_hash), state_hash);
     put_u64(&mut h, offset_of!(SnapshotHeader, body_len), body.len() as u64);
-    put_u32(&mut h, offset_of!(SnapshotHeader, body_crc), crc32c::crc32c(body));
+    put_u32(&mut h, offset_of!(SnapshotHeader, body_crc), crc32c::crc32c_append(crc32c::crc32c(body), annex));
     let crc = crc32c::crc32c(&h[..offset_of!(SnapshotHeader, header_crc)]);
     put_u32(&mut h, offset_of!(SnapshotHeader, header_crc), crc);
     h
@@ -277,6 +286,14 @@ pub fn snapshot_header(seq: Seq, state_hash: u64, body: &[u8]) -> [u8; SNAPSHOT_
 
 /// A snapshot file's `(seq, state_hash, body)`, or why it is not a whole one.
 pub fn parse_snapshot(bytes: &[u8]) -> Result<(Seq, u64, &[u8]), &'static str> {
+    parse_snapshot_with(bytes).map(|(seq, hash, body, _)| (seq, hash, body))
+}
+
+/// A snapshot file read back: `(seq, state_hash, body, annex)`.
+pub type SnapshotParts<'a> = (Seq, u64, &'a [u8], &'a [u8]);
+
+/// A snapshot file's parts, or why it is not a whole one.
+pub fn parse_snapshot_with(bytes: &[u8]) -> Result<SnapshotParts<'_>, &'static str> {
     if bytes.len() < SNAPSHOT_HEADER_LEN {
         return Err("snapshot header is truncated");
     }
@@ -291,12 +308,17 @@ pub fn parse_snapshot(bytes: &[u8]) -> Result<(Seq, u64, &[u8]), &'static str> {
         return Err("unsupported snapshot version");
     }
     let body_len = get_u64(bytes, offset_of!(SnapshotHeader, body_len));
-    let body =
-        bytes.get(SNAPSHOT_HEADER_LEN..).filter(|b| b.len() as u64 == body_len).ok_or("snapshot body is truncated")?;
-    if crc32c::crc32c(body) != get_u32(bytes, offset_of!(SnapshotHeader, body_crc)) {
+    let annex_len = get_u32(bytes, offset_of!(SnapshotHeader, annex_len)) as u64;
+    let rest = bytes
+        .get(SNAPSHOT_HEADER_LEN..)
+        .filter(|b| Some(b.len() as u64) == body_len.checked_add(annex_len))
+        .ok_or("snapshot body is truncated")?;
+    if crc32c::crc32c(rest) != get_u32(bytes, offset_of!(SnapshotHeader, body_crc)) {
         return Err("snapshot body checksum mismatch");
     }
-    Ok((get_u64(bytes, offset_of!(SnapshotHeader, seq)), get_u64(bytes, offset_of!(SnapshotHeader, state_hash)), body))
+    let (body, annex) = rest.split_at(body_len as usize);
+    let seq = get_u64(bytes, offset_of!(SnapshotHeader, seq));
+    Ok((seq, get_u64(bytes, offset_of!(SnapshotHeader, state_hash)), body, annex))
 }
 
 // ----- command payloads -----
@@ -307,6 +329,8 @@ const ACTION_MODIFY: u8 = 3;
 const ACTION_MASS_CANCEL: u8 = 4;
 const ACTION_HALT: u8 = 5;
 const ACTION_RESUME: u8 = 6;
+/// Not an action: a new order's client order id, then the new order.
+const CLIENT_ORDER_ID: u8 = 7;
 
 /// A symbol as commands carry it: its length, then its bytes zero-padded to 32.
 fn put_symbol(out: &mut Vec<u8>, symbol: &Symbol) {
@@ -317,12 +341,25 @@ fn put_symbol(out: &mut Vec<u8>, symbol: &Symbol) {
     out.extend_from_slice(&padded);
 }
 
-/// Longest command payload.
-pub const COMMAND_PAYLOAD_MAX: usize = 8 + 1 + 8 + 8 + 1 + 32 + 1 + 1 + 1 + 8 + 8 + 1 + 1 + 1;
+/// Longest command payload (a new order with a client order id).
+pub const COMMAND_PAYLOAD_MAX: usize = 8 + (1 + 1 + CID_LEN_MAX) + 1 + 8 + 8 + 1 + 32 + 1 + 1 + 1 + 8 + 8 + 1 + 1 + 1;
 
 /// Appends a command's payload (its `seq` is in the record header).
 pub fn encode_command(out: &mut Vec<u8>, command: &Command) {
+    encode_command_with(out, command, None);
+}
+
+/// Appends a command's payload, with the client order id of a new order
+/// (`cid` is ignored on any other command).
+pub fn encode_command_with(out: &mut Vec<u8>, command: &Command, cid: Option<Cid>) {
     out.extend_from_slice(&command.timestamp_ns.to_le_bytes());
+    if let (Action::New(_), Some(cid)) = (&command.action, cid) {
+        out.push(CLIENT_ORDER_ID);
+        out.push(cid.as_bytes().len() as u8);
+        let mut padded = [0u8; CID_LEN_MAX];
+        padded[..cid.as_bytes().len()].copy_from_slice(cid.as_bytes());
+        out.extend_from_slice(&padded);
+    }
     match command.action {
         Action::New(o) => {
             out.push(ACTION_NEW);
@@ -395,9 +432,30 @@ pub fn encode_command(out: &mut Vec<u8>, command: &Command) {
 /// Reads a payload written by [`encode_command`]. `None` for bytes that
 /// are not one (a checksum only proves the bytes are what was written).
 pub fn decode_command(seq: Seq, payload: &[u8]) -> Option<Command> {
+    decode_command_with(seq, payload).map(|(command, _)| command)
+}
+
+/// Reads a payload written by [`encode_command_with`]: the command and its
+/// client order id, if it has one.
+pub fn decode_command_with(seq: Seq, payload: &[u8]) -> Option<(Command, Option<Cid>)> {
     let mut r = Cursor { bytes: payload, at: 0 };
     let timestamp_ns = r.u64()?;
-    let action = match r.u8()? {
+    let mut tag = r.u8()?;
+    let mut cid = None;
+    if tag == CLIENT_ORDER_ID {
+        let len = r.u8()? as usize;
+        let padded = r.take(CID_LEN_MAX)?;
+        // The padding is zero, like every byte the format fixes.
+        if len > CID_LEN_MAX || padded[len..].iter().any(|&b| b != 0) {
+            return None;
+        }
+        cid = Some(Cid::from_bytes(&padded[..len])?);
+        tag = r.u8()?;
+        if tag != ACTION_NEW {
+            return None;
+        }
+    }
+    let action = match tag {
         ACTION_NEW => {
             let user = r.u64()?;
             let order_id = r.u64()?;
@@ -460,7 +518,7 @@ pub fn decode_command(seq: Seq, payload: &[u8]) -> Option<Command> {
         ACTION_RESUME => Action::Resume { symbol: r.symbol()? },
         _ => return None,
     };
-    (r.at == payload.len()).then_some(Command { seq, timestamp_ns, action })
+    (r.at == payload.len()).then_some((Command { seq, timestamp_ns, action }, cid))
 }
 
 struct Cursor<'a> {

@@ -9,7 +9,7 @@
 use std::fmt;
 use std::io;
 
-use matching_core::{Command, Seq, VALUE_MAX};
+use matching_core::{Cid, Command, Seq, VALUE_MAX};
 
 use crate::format::{
     self, KIND_COMMAND, KIND_EXTERNAL, KIND_SYNCED, RECORD_ALIGN, RECORD_HEADER_LEN, SEGMENT_HEADER_LEN,
@@ -22,6 +22,9 @@ use crate::storage::{Storage, StorageFile};
 pub enum Record {
     /// A sequenced command.
     Command(Command),
+    /// A new order with its client order id (journaled with it, so the id
+    /// survives a restart; the core never sees it).
+    NewWithCid(Command, Cid),
     /// A `seq` a front end used for something that is not a command.
     External(Seq),
 }
@@ -29,7 +32,7 @@ pub enum Record {
 impl Record {
     pub fn seq(&self) -> Seq {
         match self {
-            Record::Command(command) => command.seq,
+            Record::Command(command) | Record::NewWithCid(command, _) => command.seq,
             Record::External(seq) => *seq,
         }
     }
@@ -219,6 +222,10 @@ impl JournalWriter {
                 format::encode_command(&mut self.payload, command);
                 KIND_COMMAND
             }
+            Record::NewWithCid(command, cid) => {
+                format::encode_command_with(&mut self.payload, command, Some(*cid));
+                KIND_COMMAND
+            }
             Record::External(_) => KIND_EXTERNAL,
         };
         if self.segment_len + self.buffer.len() as u64 >= self.segment_bytes_max
@@ -347,6 +354,12 @@ pub struct RecoveryReport {
     /// The directory's manifest (`None`: a new directory, or one written
     /// before manifests).
     pub manifest: Option<Manifest>,
+    /// The annex of the snapshot loaded (empty if none): what the embedder
+    /// kept with the state.
+    pub snapshot_annex: Vec<u8>,
+    /// The client order ids of the new orders applied after the snapshot:
+    /// `(order id, user, cid)`.
+    pub new_order_cids: Vec<(matching_core::OrderId, matching_core::UserId, Cid)>,
 }
 
 /// Why the engine must not start.
@@ -423,19 +436,23 @@ pub fn recover(
     snapshots.sort_unstable_by_key(|&(seq, _)| std::cmp::Reverse(seq));
     for (seq, name) in snapshots {
         let bytes = storage.read(name)?;
-        let loaded = format::parse_snapshot(&bytes).map_err(str::to_string).and_then(|(header_seq, hash, body)| {
-            if header_seq != seq {
-                return Err(format!("header says seq {header_seq}"));
-            }
-            // A seq is an order id: at most 2^53 - 1, so seq + 1 is never an overflow.
-            if seq >= VALUE_MAX {
-                return Err(format!("seq {seq} is out of range"));
-            }
-            load_snapshot(seq, hash, body).map(|()| hash)
-        });
+        let mut annex = &[][..];
+        let loaded =
+            format::parse_snapshot_with(&bytes).map_err(str::to_string).and_then(|(header_seq, hash, body, with)| {
+                annex = with;
+                if header_seq != seq {
+                    return Err(format!("header says seq {header_seq}"));
+                }
+                // A seq is an order id: at most 2^53 - 1, so seq + 1 is never an overflow.
+                if seq >= VALUE_MAX {
+                    return Err(format!("seq {seq} is out of range"));
+                }
+                load_snapshot(seq, hash, body).map(|()| hash)
+            });
         match loaded {
             Ok(hash) => {
                 report.snapshot = Some((seq, hash));
+                report.snapshot_annex = annex.to_vec();
                 break;
             }
             Err(reason) => {
@@ -576,13 +593,21 @@ pub fn recover(
             }
             if record.seq >= start_seq {
                 let parsed = match record.kind {
-                    KIND_COMMAND => format::decode_command(record.seq, record.payload).map(Record::Command),
+                    KIND_COMMAND => {
+                        format::decode_command_with(record.seq, record.payload).map(|decoded| match decoded {
+                            (command, None) => Record::Command(command),
+                            (command, Some(cid)) => Record::NewWithCid(command, cid),
+                        })
+                    }
                     KIND_EXTERNAL if record.payload.is_empty() => Some(Record::External(record.seq)),
                     _ => None,
                 };
                 let Some(parsed) = parsed else {
                     return Err(corruption(offset, "record checks but its payload is not a command"));
                 };
+                if let Record::NewWithCid(Command { action: matching_core::Action::New(order), .. }, cid) = parsed {
+                    report.new_order_cids.push((order.order_id, order.user, cid));
+                }
                 apply(&parsed);
                 report.records_applied += 1;
                 report.last_seq = record.seq;
@@ -671,11 +696,26 @@ fn later_valid_record(bytes: &[u8], from: usize, min_seq: Seq) -> Option<usize> 
 /// older snapshot kept, if any: journal segments wholly at or before it are
 /// no longer needed, even for a fall-back.
 pub fn write_snapshot(storage: &dyn Storage, seq: Seq, state_hash: u64, body: &[u8]) -> io::Result<Option<Seq>> {
+    write_snapshot_with(storage, seq, state_hash, body, &[])
+}
+
+/// As [`write_snapshot`], with `annex` after the body (see [`format::SnapshotHeader`]).
+pub fn write_snapshot_with(
+    storage: &dyn Storage,
+    seq: Seq,
+    state_hash: u64,
+    body: &[u8],
+    annex: &[u8],
+) -> io::Result<Option<Seq>> {
+    if annex.len() > u32::MAX as usize {
+        return Err(io::Error::other("a snapshot annex is at most 4 GiB"));
+    }
     let name = snapshot_name(seq);
     let temporary = format!("{name}.tmp");
     let mut file = storage.create(&temporary)?;
-    file.write_all(&format::snapshot_header(seq, state_hash, body))?;
+    file.write_all(&format::snapshot_header_with(seq, state_hash, body, annex))?;
     file.write_all(body)?;
+    file.write_all(annex)?;
     file.sync_data()?;
     drop(file);
     storage.rename(&temporary, &name)?;
@@ -900,6 +940,48 @@ mod tests {
         }
         assert!(holes >= 10, "seed {seed}: only {holes} crashes left a hole with records after it");
         println!("{holes} of 300 crashes left a hole with whole records after it");
+    }
+
+    /// A new order's client order id is journaled with it and comes back
+    /// from recovery; a snapshot keeps its annex.
+    #[test]
+    fn client_order_ids_and_the_snapshot_annex_survive() {
+        let storage = SimStorage::new();
+        let shared: Arc<dyn Storage> = Arc::new(storage.clone());
+        let mut writer = JournalWriter::open(shared, &JournalState::default(), 1 << 20).unwrap();
+        let Record::Command(new) = command(1) else { unreachable!() };
+        let cid = Cid::new("abc:1").unwrap();
+        writer.append(&Record::NewWithCid(new, cid)).unwrap();
+        for seq in 2..=5 {
+            writer.append(&command(seq)).unwrap();
+        }
+        writer.write().unwrap();
+        writer.sync().unwrap();
+        let (report, records) = recovered(&storage).unwrap();
+        assert_eq!(records[0], Record::NewWithCid(new, cid));
+        assert_eq!(report.new_order_cids, vec![(1, new_user(&new), cid)]);
+        write_snapshot_with(&storage, 3, 3, b"state", b"annex bytes").unwrap();
+        let mut loaded = None;
+        let report = recover(
+            &storage,
+            false,
+            |seq, _, body| {
+                loaded = Some((seq, body.to_vec()));
+                Ok(())
+            },
+            |_| {},
+        )
+        .unwrap();
+        assert_eq!(loaded, Some((3, b"state".to_vec())));
+        assert_eq!(report.snapshot_annex, b"annex bytes");
+        assert!(report.new_order_cids.is_empty(), "the tagged order is before the snapshot");
+    }
+
+    fn new_user(command: &Command) -> u64 {
+        match command.action {
+            Action::New(order) => order.user,
+            _ => unreachable!(),
+        }
     }
 
     /// A marker records that the journal was synced through a seq; one that

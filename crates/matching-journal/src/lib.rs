@@ -12,5 +12,5 @@ pub use manifest::{Layout, MANIFEST_FILE, Manifest, read_manifest, write_manifes
 
 pub use journal::{
     JournalState, JournalWriter, Record, RecoveryError, RecoveryReport, SEGMENT_BYTES_DEFAULT, TornTail, recover,
-    segment_name, snapshot_name, write_snapshot,
+    segment_name, snapshot_name, write_snapshot, write_snapshot_with,
 };

@@ -52,7 +52,7 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use matching_core::{
-    Action, BookState, Config, DiscardEvents, Exchange, NewOrder, RestingOrder, STATE_VERSION, Seq, Side, Symbol,
+    Action, BookState, Cid, Config, DiscardEvents, Exchange, NewOrder, RestingOrder, STATE_VERSION, Seq, Side, Symbol,
     encode_books, hash_books, hash_encoded_state, state_version,
 };
 use matching_journal::{JournalWriter, Layout, Manifest, Record};
@@ -242,7 +242,7 @@ fn recover_shards(
             Ok(())
         },
         |record| {
-            if let Record::Command(command) = record {
+            if let Record::Command(command) | Record::NewWithCid(command, _) = record {
                 let mut exchanges = exchanges.borrow_mut();
                 let shard = match command.action {
                     Action::Cancel { order_id, .. } | Action::Modify { order_id, .. } => {
@@ -542,7 +542,18 @@ impl<X: Copy + Send + 'static> Engine<X> {
     /// without waiting: returns how many were taken (possibly 0) and the
     /// `seq` of the first. For a thread that also drains the reader.
     pub fn try_submit_batch(&self, actions: &[Action]) -> Result<(usize, Seq), Stopped> {
-        locked(&self.sequencer).try_submit(actions)
+        locked(&self.sequencer).try_submit(actions, &[])
+    }
+
+    /// As [`Engine::try_submit_batch`], with the client order id of each new
+    /// order (`cids[i]` for `actions[i]`; missing or `None`: none). A cid is
+    /// journaled with its order, and never reaches the core.
+    pub fn try_submit_batch_with_cids(
+        &self,
+        actions: &[Action],
+        cids: &[Option<Cid>],
+    ) -> Result<(usize, Seq), Stopped> {
+        locked(&self.sequencer).try_submit(actions, cids)
     }
 
     /// Gives `item` the next `seq` and passes it to the reader in order,
@@ -652,6 +663,13 @@ impl<X: Copy + Send + 'static> Engine<X> {
     /// lets the journal delete the segments neither needs. Returns the
     /// snapshot's `seq`. The reader must be drained meanwhile.
     pub fn snapshot(&self) -> std::io::Result<Seq> {
+        self.snapshot_with(&[])
+    }
+
+    /// As [`Engine::snapshot`], keeping `annex` with the state: what the
+    /// embedder needs back on recovery ([`RecoveryReport::snapshot_annex`]),
+    /// as it stood at the snapshot's `seq` (the caller makes sure of that).
+    pub fn snapshot_with(&self, annex: &[u8]) -> std::io::Result<Seq> {
         let Some(journal) = &self.journal else {
             return Err(std::io::Error::other("the engine has no data directory"));
         };
@@ -675,7 +693,7 @@ impl<X: Copy + Send + 'static> Engine<X> {
         let body = encode_books(&mut parts);
         // A snapshot must not get ahead of the journal it is joined to.
         self.wait_durable(seq).map_err(std::io::Error::other)?;
-        let prunable = matching_journal::write_snapshot(journal.storage.as_ref(), seq, state_hash, &body)?;
+        let prunable = matching_journal::write_snapshot_with(journal.storage.as_ref(), seq, state_hash, &body, annex)?;
         if let Some(through) = prunable {
             locked(&self.sequencer).push_journal(JournalEntry::Prune(through)).map_err(std::io::Error::other)?;
         }

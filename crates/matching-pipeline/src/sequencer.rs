@@ -5,7 +5,7 @@
 use std::sync::Arc;
 use std::time::{SystemTime, UNIX_EPOCH};
 
-use matching_core::{Action, Command, Seq};
+use matching_core::{Action, Cid, Command, Seq};
 use rtrb::Producer;
 
 use crate::durable::JournalEntry;
@@ -71,7 +71,8 @@ impl<X: Copy> Sequencer<X> {
     /// First every command is routed and counted against the room in its
     /// shard's ring; then each shard's commands are written straight into
     /// its ring and published with one release.
-    pub(crate) fn try_submit(&mut self, actions: &[Action]) -> Result<(usize, Seq), Stopped> {
+    /// `cids[i]` is the client order id of `actions[i]` (a new order), journaled with it.
+    pub(crate) fn try_submit(&mut self, actions: &[Action], cids: &[Option<Cid>]) -> Result<(usize, Seq), Stopped> {
         self.health.check()?;
         let first_seq = self.next_seq;
         let shards = self.inputs.len();
@@ -153,7 +154,13 @@ impl<X: Copy> Sequencer<X> {
                 if let Action::New(order) = &mut action {
                     order.order_id = seq;
                 }
-                JournalEntry::Record(Record::Command(Command { seq, timestamp_ns, action }))
+                let command = Command { seq, timestamp_ns, action };
+                match cids.get(i).copied().flatten() {
+                    Some(cid) if matches!(action, Action::New(_)) => {
+                        JournalEntry::Record(Record::NewWithCid(command, cid))
+                    }
+                    _ => JournalEntry::Record(Record::Command(command)),
+                }
             });
             let written = chunk.fill_from_iter(records);
             debug_assert_eq!(written, taken, "Invariant: the journal's room was counted");
@@ -172,7 +179,7 @@ impl<X: Copy> Sequencer<X> {
         let mut done = 0;
         let mut backoff = Backoff::new(self.wait);
         while done < actions.len() {
-            let (taken, _) = self.try_submit(&actions[done..])?;
+            let (taken, _) = self.try_submit(&actions[done..], &[])?;
             if taken == 0 {
                 self.wait_for_room(&mut backoff)?;
             } else {

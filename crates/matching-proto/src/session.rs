@@ -8,62 +8,14 @@
 //! counterparty; every event about an order carries the order's client id
 //! (`cid`) when it has one.
 
-use std::fmt;
-
 use matching_core::{
     Action, CancelReason, OrderId, OrderType, Price, Qty, RejectReason, Seq, Side, Symbol, Tif, TradingStatus, UserId,
 };
 
-/// Longest client order id, in bytes.
-pub const CID_LEN_MAX: usize = 20;
+pub use matching_core::{CID_LEN_MAX, Cid};
+
 /// Longest API key a login may carry, in bytes.
 pub const KEY_LEN_MAX: usize = 64;
-
-/// A client order id: 1 to 20 characters of `[A-Za-z0-9._:-]`, chosen by
-/// the client, unique among the user's live orders.
-#[derive(Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct Cid {
-    len: u8,
-    bytes: [u8; CID_LEN_MAX],
-}
-
-impl Cid {
-    /// The cid `text` spells, if it is one.
-    pub fn new(text: &str) -> Option<Cid> {
-        Cid::from_bytes(text.as_bytes())
-    }
-
-    pub fn from_bytes(text: &[u8]) -> Option<Cid> {
-        let valid = |b: &u8| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'_' | b':' | b'-');
-        if text.is_empty() || text.len() > CID_LEN_MAX || !text.iter().all(valid) {
-            return None;
-        }
-        let mut bytes = [0u8; CID_LEN_MAX];
-        bytes[..text.len()].copy_from_slice(text);
-        Some(Cid { len: text.len() as u8, bytes })
-    }
-
-    pub fn as_str(&self) -> &str {
-        // Only ASCII ever gets in.
-        std::str::from_utf8(&self.bytes[..self.len as usize]).unwrap_or("")
-    }
-
-    pub fn as_bytes(&self) -> &[u8] {
-        &self.bytes[..self.len as usize]
-    }
-}
-
-impl fmt::Debug for Cid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{:?}", self.as_str())
-    }
-}
-
-impl fmt::Display for Cid {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.as_str())
-    }
-}
 
 /// The first message of every session.
 #[derive(Clone, Debug, PartialEq, Eq)]

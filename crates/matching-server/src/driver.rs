@@ -197,6 +197,42 @@ impl History {
     }
 }
 
+/// One resting order's cid in a snapshot's annex: order id, user (u64 LE
+/// each), the cid's length, the cid zero-padded to 20 bytes.
+const ANNEX_ENTRY: usize = 8 + 8 + 1 + matching_core::CID_LEN_MAX;
+
+/// The annex of the shutdown snapshot: every resting order's cid.
+fn encode_cids(routes: &Routes) -> Vec<u8> {
+    let mut entries: Vec<(OrderId, UserId, Cid)> =
+        routes.orders.iter().filter_map(|(&id, order)| Some((id, order.user, order.cid?))).collect();
+    entries.sort_unstable_by_key(|&(id, _, _)| id);
+    let mut out = Vec::with_capacity(entries.len() * ANNEX_ENTRY);
+    for (order_id, user, cid) in entries {
+        out.extend_from_slice(&order_id.to_le_bytes());
+        out.extend_from_slice(&user.to_le_bytes());
+        out.push(cid.as_bytes().len() as u8);
+        let mut padded = [0u8; matching_core::CID_LEN_MAX];
+        padded[..cid.as_bytes().len()].copy_from_slice(cid.as_bytes());
+        out.extend_from_slice(&padded);
+    }
+    out
+}
+
+/// What [`encode_cids`] wrote; an entry that does not read is skipped (the
+/// annex is checksummed with the snapshot, so that is a bug, not damage).
+fn decode_cids(annex: &[u8]) -> Vec<(OrderId, UserId, Cid)> {
+    annex
+        .chunks_exact(ANNEX_ENTRY)
+        .filter_map(|entry| {
+            let order_id = u64::from_le_bytes(entry[0..8].try_into().ok()?);
+            let user = u64::from_le_bytes(entry[8..16].try_into().ok()?);
+            let len = usize::from(entry[16]);
+            let cid = Cid::from_bytes(entry.get(17..17 + len)?)?;
+            Some((order_id, user, cid))
+        })
+        .collect()
+}
+
 /// Everything the driver knows besides the engine.
 struct Routes {
     sessions: HashMap<SessionId, Session>,
@@ -226,8 +262,10 @@ pub(crate) struct Driver {
     reader: EventReader<()>,
     inbound: mpsc::Receiver<Inbound>,
     routes: Routes,
-    /// Commands not yet taken by the engine, in order.
+    /// Commands not yet taken by the engine, in order, and the client order
+    /// id of each (journaled with it).
     batch: Vec<Action>,
+    batch_cids: Vec<Option<Cid>>,
     /// Most commands submitted in one go.
     batch_max: usize,
     shutting_down: bool,
@@ -235,8 +273,9 @@ pub(crate) struct Driver {
 
 /// How the driver ended.
 pub(crate) enum Ended {
-    /// Shut down as asked: the engine, for its final snapshot and join.
-    Shutdown(Engine),
+    /// Shut down as asked: the engine, for its final snapshot and join, and
+    /// the annex that snapshot keeps (the resting orders' cids).
+    Shutdown(Engine, Vec<u8>),
     /// The engine stopped on its own (a failed disk, a dead shard).
     EngineStopped(Stopped, Engine),
 }
@@ -283,7 +322,27 @@ impl Driver {
                 }
             }
         }
-        Ok(Driver { engine, reader, inbound, routes, batch: Vec::new(), batch_max, shutting_down: false })
+        // The cids of the resting orders: those the last snapshot kept, and
+        // those of the new orders journaled after it.
+        if let Some(report) = engine.recovery() {
+            let kept = decode_cids(&report.snapshot_annex);
+            for (order_id, user, cid) in kept.into_iter().chain(report.new_order_cids.iter().copied()) {
+                if let Some(order) = routes.orders.get_mut(&order_id).filter(|o| o.user == user) {
+                    order.cid = Some(cid);
+                    routes.cids.insert((user, cid), order_id);
+                }
+            }
+        }
+        Ok(Driver {
+            engine,
+            reader,
+            inbound,
+            routes,
+            batch: Vec::new(),
+            batch_cids: Vec::new(),
+            batch_max,
+            shutting_down: false,
+        })
     }
 
     /// The data path: requests in, batches to the engine, events out.
@@ -302,13 +361,14 @@ impl Driver {
             });
             self.routes.answer_queries(self.reader.next_seq());
             self.routes.flush();
-            self.routes.drop_sessions(&mut self.batch, self.engine.next_seq());
+            self.routes.drop_sessions(&mut self.batch, &mut self.batch_cids, self.engine.next_seq());
             if let Some(stopped) = self.reader.stopped() {
                 return self.engine_stopped(stopped);
             }
             if self.shutting_down && self.batch.is_empty() && self.reader.next_seq() == self.engine.next_seq() {
                 self.routes.goodbye_all("the server is shutting down");
-                return Ended::Shutdown(self.engine);
+                let annex = encode_cids(&self.routes);
+                return Ended::Shutdown(self.engine, annex);
             }
             if took == 0 && delivered == 0 {
                 let Driver { reader, inbound, .. } = &mut self;
@@ -338,8 +398,9 @@ impl Driver {
                         let next_seq = self.engine.next_seq() + self.batch.len() as Seq;
                         if self.shutting_down {
                             self.routes.reject(session, GatewayReason::Unavailable, None, None);
-                        } else if let Some(action) = self.routes.request(session, request, next_seq) {
+                        } else if let Some((action, cid)) = self.routes.request(session, request, next_seq) {
                             self.batch.push(action);
+                            self.batch_cids.push(cid);
                         }
                     }
                 }
@@ -353,8 +414,9 @@ impl Driver {
     /// Submits what has gathered, as much as the engine takes now.
     fn submit(&mut self) -> Result<(), Stopped> {
         if !self.batch.is_empty() {
-            let (taken, _) = self.engine.try_submit_batch(&self.batch)?;
+            let (taken, _) = self.engine.try_submit_batch_with_cids(&self.batch, &self.batch_cids)?;
             self.batch.drain(..taken);
+            self.batch_cids.drain(..taken);
         }
         Ok(())
     }
@@ -414,7 +476,7 @@ impl Routes {
 
     /// The engine command for `request` from `session`, with its `seq` to
     /// be `seq`; or `None` (answered here, or refused).
-    fn request(&mut self, session: SessionId, request: Request, seq: Seq) -> Option<Action> {
+    fn request(&mut self, session: SessionId, request: Request, seq: Seq) -> Option<(Action, Option<Cid>)> {
         let state = self.sessions.get(&session)?;
         let (me, role) = (state.user, state.role);
         // A trader acts as itself, whatever `user` it wrote.
@@ -481,7 +543,7 @@ impl Routes {
             Action::Halt { .. } | Action::Resume { .. } => me,
         };
         self.pending.push_back(Pending { seq, session: Some(session), user, cid: new_cid, kind, answered: false });
-        Some(action)
+        Some((action, new_cid.map(|(_, cid)| cid)))
     }
 
     /// Sends `session` the events of `user` after `after`, then
@@ -668,7 +730,7 @@ impl Routes {
 
     /// Drops the sessions that ended or must go; a user's last session that
     /// asked for cancel-on-disconnect leaves a mass cancel of its orders.
-    fn drop_sessions(&mut self, batch: &mut Vec<Action>, next_seq: Seq) {
+    fn drop_sessions(&mut self, batch: &mut Vec<Action>, batch_cids: &mut Vec<Option<Cid>>, next_seq: Seq) {
         for (session, reason) in std::mem::take(&mut self.dropped) {
             let Some(state) = self.sessions.remove(&session) else { continue };
             if !reason.is_empty() {
@@ -691,6 +753,7 @@ impl Routes {
                     answered: false,
                 });
                 batch.push(Action::MassCancel { user: state.user, symbol: None, side: None });
+                batch_cids.push(None);
             }
         }
     }

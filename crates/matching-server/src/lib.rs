@@ -199,9 +199,9 @@ pub fn run(config: ServerConfig, ready: impl FnOnce(Bound)) -> anyhow::Result<()
     });
     runtime.shutdown_timeout(Duration::from_secs(2));
     match result? {
-        Ended::Shutdown(engine) => {
+        Ended::Shutdown(engine, annex) => {
             if durable {
-                let seq = engine.snapshot().context("cannot write the final snapshot")?;
+                let seq = engine.snapshot_with(&annex).context("cannot write the final snapshot")?;
                 tracing::info!(seq, "snapshot written");
             }
             engine.shutdown();
