@@ -79,7 +79,12 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     }
     let engine = EngineConfig {
         wait: args.wait,
-        durability: Some(Durability { fsync: args.fsync, ..Durability::new(Arc::new(storage)) }),
+        durability: Some(Durability {
+            fsync: args.fsync,
+            // What a restart can still replay for `resume_after`.
+            recovery_events: args.resume_events,
+            ..Durability::new(Arc::new(storage))
+        }),
         ..layout
     };
     let auth = match &args.users {

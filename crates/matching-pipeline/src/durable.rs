@@ -45,6 +45,10 @@ pub struct Durability {
     pub group_linger: Duration,
     /// How big a segment grows before the next starts.
     pub segment_bytes: u64,
+    /// Events of the journal's records replayed on recovery (those after
+    /// the snapshot) that the engine keeps, the last ones, for its embedder
+    /// ([`crate::Engine::recovered_events`]): 0 keeps none.
+    pub recovery_events: usize,
 }
 
 impl fmt::Debug for Durability {
@@ -56,6 +60,7 @@ impl fmt::Debug for Durability {
             .field("group_bytes_max", &self.group_bytes_max)
             .field("group_linger", &self.group_linger)
             .field("segment_bytes", &self.segment_bytes)
+            .field("recovery_events", &self.recovery_events)
             .finish()
     }
 }
@@ -69,6 +74,7 @@ impl Durability {
             group_bytes_max: 4 << 20,
             group_linger: Duration::ZERO,
             segment_bytes: matching_journal::SEGMENT_BYTES_DEFAULT,
+            recovery_events: 0,
         }
     }
 }

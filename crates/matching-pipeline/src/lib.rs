@@ -52,8 +52,8 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::JoinHandle;
 
 use matching_core::{
-    Action, BookState, Cid, Config, DiscardEvents, Exchange, NewOrder, RestingOrder, STATE_VERSION, Seq, Side, Symbol,
-    encode_books, hash_books, hash_encoded_state, state_version,
+    Action, BookState, Cid, Config, DiscardEvents, Event, EventKind, Exchange, NewOrder, RestingOrder, STATE_VERSION,
+    Seq, Side, Symbol, UserId, encode_books, hash_books, hash_encoded_state, state_version,
 };
 use matching_journal::{JournalWriter, Layout, Manifest, Record};
 use rtrb::RingBuffer;
@@ -176,11 +176,42 @@ fn check_layout(config: &EngineConfig, manifest: Option<&Manifest>) -> Result<()
     }
 }
 
+/// An event of a journal record replayed on recovery, with what the record
+/// knew and the event does not say.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct RecoveredEvent {
+    pub event: Event,
+    /// The user of the command that caused it (none for halt and resume: 0).
+    pub user: UserId,
+    /// A new order's client order id, as journaled with it.
+    pub cid: Option<Cid>,
+}
+
+/// The last events of the journal's records applied after the snapshot.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct RecoveredEvents {
+    /// In order: the engine's merged order (a mass cancel over several
+    /// shards lists its cancels by order id, then one total).
+    pub events: Vec<RecoveredEvent>,
+    /// Every event with a larger `seq` is in `events` (the snapshot's seq,
+    /// or the last one that did not fit).
+    pub complete_after: Seq,
+}
+
 /// Rebuilds the books an engine with `config` would start with from its data
 /// directory, without starting it (for `recover` and `journal verify`):
 /// one [`Exchange`] per shard, and what recovery found. With `repair` false
 /// nothing on disk changes.
 pub fn recover_books(config: &EngineConfig, repair: bool) -> Result<(Vec<Exchange>, RecoveryReport), StartError> {
+    recover_books_with_events(config, repair).map(|(exchanges, report, _)| (exchanges, report))
+}
+
+/// As [`recover_books`], with the last [`Durability::recovery_events`]
+/// events of the records replayed.
+pub fn recover_books_with_events(
+    config: &EngineConfig,
+    repair: bool,
+) -> Result<(Vec<Exchange>, RecoveryReport, RecoveredEvents), StartError> {
     let Some(durability) = &config.durability else {
         return Err(StartError::Config("no data directory configured".to_string()));
     };
@@ -194,6 +225,28 @@ pub fn recover_books(config: &EngineConfig, repair: bool) -> Result<(Vec<Exchang
     recover_shards(config, durability, &router, repair).map_err(StartError::Recovery)
 }
 
+/// The last `capacity` events of the records recovery replays.
+struct EventTail {
+    capacity: usize,
+    events: std::collections::VecDeque<RecoveredEvent>,
+    complete_after: Seq,
+}
+
+impl EventTail {
+    fn push(&mut self, event: RecoveredEvent) {
+        if self.capacity == 0 {
+            self.complete_after = event.event.seq;
+            return;
+        }
+        if self.events.len() == self.capacity
+            && let Some(dropped) = self.events.pop_front()
+        {
+            self.complete_after = self.complete_after.max(dropped.event.seq);
+        }
+        self.events.push_back(event);
+    }
+}
+
 /// Rebuilds each shard's books from the data directory: the newest snapshot
 /// that loads, split by symbol over the shards, then the journal through the
 /// same single-threaded code the shards run.
@@ -202,7 +255,7 @@ fn recover_shards(
     durability: &Durability,
     router: &SymbolRouter,
     repair: bool,
-) -> Result<(Vec<Exchange>, RecoveryReport), RecoveryError> {
+) -> Result<(Vec<Exchange>, RecoveryReport, RecoveredEvents), RecoveryError> {
     let shard_config = |index: usize| {
         let mut exchange_config = config.exchange.clone();
         if let Some(listed) = &mut exchange_config.instruments {
@@ -213,10 +266,15 @@ fn recover_shards(
     let fresh = || (0..config.shards).map(|i| Exchange::new(shard_config(i))).collect::<Vec<_>>();
     // Both callbacks work on the shards' books, one after the other.
     let exchanges = std::cell::RefCell::new(fresh());
+    let tail = std::cell::RefCell::new(EventTail {
+        capacity: durability.recovery_events,
+        events: std::collections::VecDeque::new(),
+        complete_after: 0,
+    });
     let report = matching_journal::recover(
         durability.storage.as_ref(),
         repair,
-        |_seq, state_hash, body| {
+        |seq, state_hash, body| {
             let mut loaded = Vec::with_capacity(config.shards);
             for index in 0..config.shards {
                 let exchange =
@@ -239,30 +297,73 @@ fn recover_shards(
                 return Err("the state does not hash to the snapshot's state hash".to_string());
             }
             *exchanges.borrow_mut() = loaded;
+            tail.borrow_mut().complete_after = seq;
             Ok(())
         },
         |record| {
-            if let Record::Command(command) | Record::NewWithCid(command, _) = record {
-                let mut exchanges = exchanges.borrow_mut();
-                let shard = match command.action {
-                    Action::Cancel { order_id, .. } | Action::Modify { order_id, .. } => {
-                        exchanges.iter().position(|e| e.order(order_id).is_some()).unwrap_or(0)
+            let (command, cid) = match record {
+                Record::Command(command) => (command, None),
+                Record::NewWithCid(command, cid) => (command, Some(*cid)),
+                Record::External(_) => return,
+            };
+            let mut exchanges = exchanges.borrow_mut();
+            let keep = durability.recovery_events > 0;
+            let user = match command.action {
+                Action::New(order) => order.user,
+                Action::Cancel { user, .. } | Action::Modify { user, .. } | Action::MassCancel { user, .. } => user,
+                Action::Halt { .. } | Action::Resume { .. } => 0,
+            };
+            let mut tail = tail.borrow_mut();
+            let mut kept = |event: &Event| tail.push(RecoveredEvent { event: *event, user, cid });
+            let shard = match command.action {
+                Action::Cancel { order_id, .. } | Action::Modify { order_id, .. } => {
+                    exchanges.iter().position(|e| e.order(order_id).is_some()).unwrap_or(0)
+                }
+                // A mass cancel of every symbol: each shard cancels its part;
+                // merged as the engine merges them (cancels by order id, one total).
+                Action::MassCancel { symbol: None, .. } => {
+                    let mut parts: Vec<Event> = Vec::new();
+                    for exchange in exchanges.iter_mut() {
+                        if keep {
+                            exchange.process(command, &mut parts);
+                        } else {
+                            exchange.process(command, &mut DiscardEvents);
+                        }
                     }
-                    // A mass cancel of every symbol: each shard cancels its part.
-                    Action::MassCancel { symbol: None, .. } => {
-                        exchanges.iter_mut().for_each(|e| e.process(command, &mut DiscardEvents));
-                        return;
+                    let mut total = None;
+                    parts.retain(|event| match event.kind {
+                        EventKind::MassCancelled { user, count } => {
+                            let (_, sum) = total.get_or_insert((user, 0));
+                            *sum += count;
+                            false
+                        }
+                        _ => true,
+                    });
+                    parts.sort_by_key(|event| match event.kind {
+                        EventKind::Cancelled { order_id, .. } => order_id,
+                        _ => 0,
+                    });
+                    if let Some((user, count)) = total {
+                        parts.push(Event { seq: command.seq, kind: EventKind::MassCancelled { user, count } });
                     }
-                    Action::New(NewOrder { symbol, .. })
-                    | Action::MassCancel { symbol: Some(symbol), .. }
-                    | Action::Halt { symbol }
-                    | Action::Resume { symbol } => router.shard_of(&symbol) as usize,
-                };
+                    parts.iter().for_each(&mut kept);
+                    return;
+                }
+                Action::New(NewOrder { symbol, .. })
+                | Action::MassCancel { symbol: Some(symbol), .. }
+                | Action::Halt { symbol }
+                | Action::Resume { symbol } => router.shard_of(&symbol) as usize,
+            };
+            if keep {
+                exchanges[shard].process(command, &mut kept);
+            } else {
                 exchanges[shard].process(command, &mut DiscardEvents);
             }
         },
     )?;
-    Ok((exchanges.into_inner(), report))
+    let tail = tail.into_inner();
+    let events = RecoveredEvents { events: tail.events.into(), complete_after: tail.complete_after };
+    Ok((exchanges.into_inner(), report, events))
 }
 
 /// Every resting order of an exchange (to rebuild the routing window).
@@ -289,6 +390,7 @@ pub struct Engine<X: Copy + Send + 'static = ()> {
     router: SymbolRouter,
     journal: Option<JournalHandle>,
     recovery: Option<RecoveryReport>,
+    recovered_events: RecoveredEvents,
     health: Arc<Health>,
 }
 
@@ -346,12 +448,14 @@ impl<X: Copy + Send + 'static> Engine<X> {
             }
         }
         let router = SymbolRouter::new(config.shards, &config.symbol_shards);
+        let mut recovered_events = RecoveredEvents::default();
         let (mut exchanges, recovery) = match &config.durability {
             Some(durability) => {
                 if durability.journal_ring == 0 {
                     return Err(StartError::Config("journal_ring must be at least 1".to_string()));
                 }
-                let (exchanges, report) = recover_books(&config, true)?;
+                let (exchanges, report, events) = recover_books_with_events(&config, true)?;
+                recovered_events = events;
                 (exchanges.into_iter().map(Some).collect::<Vec<_>>(), Some(report))
             }
             None => ((0..config.shards).map(|_| None).collect(), None),
@@ -509,6 +613,7 @@ impl<X: Copy + Send + 'static> Engine<X> {
             router,
             journal,
             recovery,
+            recovered_events,
             health,
         };
         Ok((engine, reader))
@@ -636,6 +741,12 @@ impl<X: Copy + Send + 'static> Engine<X> {
     }
 
     /// What recovery found, when the engine journals.
+    /// The last events of the journal replayed at start (see
+    /// [`Durability::recovery_events`]).
+    pub fn recovered_events(&self) -> &RecoveredEvents {
+        &self.recovered_events
+    }
+
     pub fn recovery(&self) -> Option<&RecoveryReport> {
         self.recovery.as_ref()
     }

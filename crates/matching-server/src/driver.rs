@@ -23,8 +23,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::Thread;
 
-use matching_core::{Action, Event, EventKind, OrderId, Price, Qty, Seq, Side, Symbol, UserId};
-use matching_pipeline::{Answer, Engine, EventReader, Output, Query, Stopped};
+use matching_core::{Action, Event, EventKind, OrderId, Price, Qty, Seq, Side, Symbol, Trade, UserId};
+use matching_pipeline::{Answer, Engine, EventReader, Output, Query, RecoveredEvent, RecoveredEvents, Stopped};
 use matching_proto::session::{Cid, ClientEvent, GatewayReason, Liquidity, OrderInfo, Reply, Request};
 use tokio::sync::{Notify, mpsc};
 
@@ -197,6 +197,90 @@ impl History {
     }
 }
 
+/// A trade as each side sees it: `(maker's user, maker's fill)`, then the taker's.
+fn fills(trade: &Trade, maker_cid: Option<Cid>, taker_cid: Option<Cid>) -> [(UserId, ClientEvent); 2] {
+    let fill = |order_id, side, liquidity, remaining, cid| ClientEvent::Fill {
+        symbol: trade.symbol,
+        trade_id: trade.trade_id,
+        price: trade.price,
+        qty: trade.qty,
+        order_id,
+        side,
+        liquidity,
+        remaining,
+        cid,
+    };
+    [
+        (
+            trade.maker_user,
+            fill(trade.maker_order_id, trade.taker_side.opposite(), Liquidity::Maker, trade.maker_remaining, maker_cid),
+        ),
+        (
+            trade.taker_user,
+            fill(trade.taker_order_id, trade.taker_side, Liquidity::Taker, trade.taker_remaining, taker_cid),
+        ),
+    ]
+}
+
+/// What a restart can still replay for `resume_after`: the events of the
+/// journal's records after the snapshot (as the engine kept them), each as
+/// its owner saw it, with the cids of the orders (`kept`: those of the
+/// orders resting at the snapshot).
+fn recovered_history(recovered: &RecoveredEvents, kept: &[(OrderId, UserId, Cid)], capacity: usize) -> History {
+    let mut history = History::new(capacity, recovered.complete_after);
+    let mut cid_of: FxHashMap<OrderId, Cid> = kept.iter().map(|&(order_id, _, cid)| (order_id, cid)).collect();
+    for &RecoveredEvent { event, user: commander, cid } in &recovered.events {
+        let seq = event.seq;
+        match event.kind {
+            EventKind::Accepted { order_id, user, symbol, side, order_type, tif, qty, price } => {
+                if let Some(cid) = cid {
+                    cid_of.insert(order_id, cid);
+                }
+                history.push(
+                    seq,
+                    user,
+                    ClientEvent::Accepted { order_id, user, symbol, side, order_type, tif, qty, price, cid },
+                );
+            }
+            EventKind::Rejected { reason, order_id } => {
+                let cid = match order_id {
+                    Some(order_id) => cid_of.get(&order_id).copied(),
+                    None => cid,
+                };
+                history.push(seq, commander, ClientEvent::Rejected { reason, order_id, cid });
+            }
+            EventKind::Trade(trade) => {
+                let sides = fills(
+                    &trade,
+                    cid_of.get(&trade.maker_order_id).copied(),
+                    cid_of.get(&trade.taker_order_id).copied(),
+                );
+                for (user, fill) in sides {
+                    if let ClientEvent::Fill { order_id, remaining: 0, .. } = fill {
+                        cid_of.remove(&order_id);
+                    }
+                    history.push(seq, user, fill);
+                }
+            }
+            EventKind::Cancelled { order_id, user, reason, remaining, .. } => {
+                let cid = cid_of.remove(&order_id);
+                history.push(seq, user, ClientEvent::Cancelled { order_id, reason, remaining, cid });
+            }
+            EventKind::Modified { order_id, user, price, qty, .. } => {
+                let cid = cid_of.get(&order_id).copied();
+                history.push(seq, user, ClientEvent::Modified { order_id, price, qty, cid });
+            }
+            EventKind::MassCancelled { user, count } => {
+                history.push(seq, commander, ClientEvent::MassCancelled { user, count });
+            }
+            EventKind::Status { symbol, status } => {
+                history.push(seq, commander, ClientEvent::Status { symbol, status })
+            }
+        }
+    }
+    history
+}
+
 /// One resting order's cid in a snapshot's annex: order id, user (u64 LE
 /// each), the cid's length, the cid zero-padded to 20 bytes.
 const ANNEX_ENTRY: usize = 8 + 8 + 1 + matching_core::CID_LEN_MAX;
@@ -326,6 +410,7 @@ impl Driver {
         // those of the new orders journaled after it.
         if let Some(report) = engine.recovery() {
             let kept = decode_cids(&report.snapshot_annex);
+            routes.history = recovered_history(engine.recovered_events(), &kept, history);
             for (order_id, user, cid) in kept.into_iter().chain(report.new_order_cids.iter().copied()) {
                 if let Some(order) = routes.orders.get_mut(&order_id).filter(|o| o.user == user) {
                     order.cid = Some(cid);
@@ -674,37 +759,16 @@ impl Routes {
                 answer(self, ClientEvent::Rejected { reason, order_id, cid });
             }
             EventKind::Trade(trade) => {
-                for (order_id, user, remaining, liquidity, side) in [
-                    (
-                        trade.maker_order_id,
-                        trade.maker_user,
-                        trade.maker_remaining,
-                        Liquidity::Maker,
-                        trade.taker_side.opposite(),
-                    ),
-                    (trade.taker_order_id, trade.taker_user, trade.taker_remaining, Liquidity::Taker, trade.taker_side),
-                ] {
-                    let cid = match self.orders.get_mut(&order_id) {
-                        Some(order) => {
-                            order.qty = remaining;
-                            order.cid
-                        }
-                        None => None,
-                    };
+                let cid_of = |order_id| self.orders.get(&order_id).and_then(|o| o.cid);
+                let sides = fills(&trade, cid_of(trade.maker_order_id), cid_of(trade.taker_order_id));
+                for (user, fill) in sides {
+                    let ClientEvent::Fill { order_id, remaining, .. } = fill else { continue };
+                    if let Some(order) = self.orders.get_mut(&order_id) {
+                        order.qty = remaining;
+                    }
                     if remaining == 0 {
                         self.forget(order_id);
                     }
-                    let fill = ClientEvent::Fill {
-                        symbol: trade.symbol,
-                        trade_id: trade.trade_id,
-                        price: trade.price,
-                        qty: trade.qty,
-                        order_id,
-                        side,
-                        liquidity,
-                        remaining,
-                        cid,
-                    };
                     self.history.push(seq, user, fill);
                     self.send_user(user, None, || Reply::Event { seq, event: fill });
                 }
