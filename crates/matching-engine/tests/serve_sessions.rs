@@ -519,3 +519,33 @@ async fn resume_after_replays_what_a_session_missed_exactly_once() {
     assert!(matches!(next(&mut current).await, Reply::ResumeDone { .. }));
     server.kill9();
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn heartbeats_and_the_connection_limit() {
+    let dir = scratch("heartbeats");
+    let server = Server::start(&dir.join("data"), &["--max-connections", "2"]);
+    // A binary client that says nothing after its login hears the server's
+    // heartbeats (the client skips them), then is dropped after 5 s.
+    let (_quiet_sender, mut silent) = connect(server.binary, Encoding::Binary, 1, "").await.split();
+    let started = Instant::now();
+    let goodbye = loop {
+        match tokio::time::timeout(Duration::from_secs(20), silent.next()).await {
+            Ok(Ok(Some(Reply::Goodbye { reason }))) => break reason,
+            Ok(Ok(Some(other))) => panic!("unexpected {other:?}"),
+            other => panic!("no goodbye: {other:?}"),
+        }
+    };
+    assert!(goodbye.contains("nothing heard"), "{goodbye}");
+    assert!(started.elapsed() >= Duration::from_secs(4), "dropped after {:?}", started.elapsed());
+    // One that sends heartbeats stays (Client::next sends one a second while it waits).
+    let mut alive = connect(server.binary, Encoding::Binary, 2, "").await;
+    assert!(alive.next_within(Duration::from_secs(7)).await.unwrap().is_none(), "still there, nothing to say");
+    // Two connections at most: a third is closed at once.
+    let _second = connect(server.json, Encoding::Json, 3, "").await;
+    let mut third = Client::connect(server.json, Encoding::Json).await.unwrap();
+    let refused = third.login(login(4, "")).await;
+    assert!(refused.is_err() || matches!(refused, Ok(Reply::LoginRejected { .. })), "{refused:?}");
+    alive.send(&Request::Ping).await.unwrap();
+    assert_eq!(next(&mut alive).await, Reply::Pong);
+    assert!(server.stop().success());
+}
