@@ -117,7 +117,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     matching_server::run(config, |bound| {
         // One line on stdout for whoever started us (tests, scripts): where we listen.
         println!("listening binary={} json={} http={}", bound.binary, bound.json, bound.http);
-    })
+    })?;
+    Ok(())
 }
 
 #[derive(clap::Subcommand)]

@@ -507,7 +507,7 @@ impl Driver {
     }
 
     fn engine_stopped(mut self, stopped: Stopped) -> Ended {
-        self.routes.goodbye_all(&format!("the engine stopped: {stopped}"));
+        self.routes.goodbye_all(&stopped.to_string());
         Ended::EngineStopped(stopped, self.engine)
     }
 }

@@ -25,8 +25,10 @@ use std::sync::Arc;
 use std::sync::atomic::AtomicU64;
 use std::time::Duration;
 
-use anyhow::{Context as _, bail};
-use matching_pipeline::{Engine, EngineConfig};
+use std::fmt;
+use std::io;
+
+use matching_pipeline::{Engine, EngineConfig, StartError, Stopped};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 
@@ -107,19 +109,54 @@ pub struct Bound {
     pub http: SocketAddr,
 }
 
-fn bind(addr: SocketAddr, what: &str) -> anyhow::Result<StdListener> {
-    let listener = StdListener::bind(addr).with_context(|| format!("cannot listen for {what} on {addr}"))?;
-    listener.set_nonblocking(true)?;
+/// Why the server did not start, or stopped other than as asked.
+#[derive(Debug)]
+pub enum ServeError {
+    /// Open development mode (no users file) on an address that is not loopback.
+    OpenModeNotLoopback(SocketAddr),
+    /// A front door could not listen.
+    Listen { what: &'static str, addr: SocketAddr, error: io::Error },
+    /// The engine did not start: its configuration, or its data directory.
+    Start(StartError),
+    /// The engine stopped on its own (a failed disk, a dead shard).
+    EngineStopped(Stopped),
+    /// The final snapshot could not be written.
+    Snapshot(io::Error),
+    /// A thread or the runtime could not start, or the driver thread panicked.
+    Io(io::Error),
+}
+
+impl fmt::Display for ServeError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            ServeError::OpenModeNotLoopback(addr) => {
+                write!(f, "without --users the server is open to anyone, so it listens on loopback only: {addr} is not")
+            }
+            ServeError::Listen { what, addr, error } => write!(f, "cannot listen for {what} on {addr}: {error}"),
+            ServeError::Start(error) => write!(f, "{error}"),
+            ServeError::EngineStopped(stopped) => write!(f, "{stopped}"),
+            ServeError::Snapshot(error) => write!(f, "cannot write the final snapshot: {error}"),
+            ServeError::Io(error) => write!(f, "{error}"),
+        }
+    }
+}
+
+impl std::error::Error for ServeError {}
+
+fn bind(addr: SocketAddr, what: &'static str) -> Result<StdListener, ServeError> {
+    let listen = |error| ServeError::Listen { what, addr, error };
+    let listener = StdListener::bind(addr).map_err(listen)?;
+    listener.set_nonblocking(true).map_err(listen)?;
     Ok(listener)
 }
 
 /// Starts the engine (recovering its data directory), listens, and serves
 /// until SIGINT/SIGTERM; `ready` is told where it listens once it does.
-pub fn run(config: ServerConfig, ready: impl FnOnce(Bound)) -> anyhow::Result<()> {
+pub fn run(config: ServerConfig, ready: impl FnOnce(Bound)) -> Result<(), ServeError> {
     if matches!(config.auth, Auth::Open) {
         for addr in [config.binary_addr, config.json_addr, config.http_addr] {
             if !addr.ip().is_loopback() {
-                bail!("without --users the server is open to anyone, so it listens on loopback only: {addr} is not");
+                return Err(ServeError::OpenModeNotLoopback(addr));
             }
         }
         tracing::warn!("no --users file: OPEN DEVELOPMENT MODE, any user id logs in with any key, as an operator");
@@ -130,12 +167,12 @@ pub fn run(config: ServerConfig, ready: impl FnOnce(Bound)) -> anyhow::Result<()
         bind(config.http_addr, "HTTP")?,
     ];
     let bound = Bound {
-        binary: listeners[0].local_addr()?,
-        json: listeners[1].local_addr()?,
-        http: listeners[2].local_addr()?,
+        binary: listeners[0].local_addr().map_err(ServeError::Io)?,
+        json: listeners[1].local_addr().map_err(ServeError::Io)?,
+        http: listeners[2].local_addr().map_err(ServeError::Io)?,
     };
     let durable = config.engine.durability.is_some();
-    let (engine, reader) = Engine::start(config.engine).map_err(|e| anyhow::anyhow!("{e}"))?;
+    let (engine, reader) = Engine::start(config.engine).map_err(ServeError::Start)?;
     if let Some(report) = engine.recovery() {
         tracing::info!(last_seq = report.last_seq, records = report.records_applied, "recovered the data directory");
     }
@@ -143,8 +180,9 @@ pub fn run(config: ServerConfig, ready: impl FnOnce(Bound)) -> anyhow::Result<()
     // Room for every session's whole allowance, so a session never waits on it.
     let (inbound_tx, inbound_rx) = mpsc::channel(limits.connections * (limits.in_flight + 2));
     let driver = Driver::new(engine, reader, inbound_rx, limits.outbox, limits.batch, limits.resume_events)
-        .map_err(|stopped| anyhow::anyhow!("the engine stopped while starting: {stopped}"))?;
-    let driver_thread = std::thread::Builder::new().name("driver".into()).spawn(move || driver.run())?;
+        .map_err(ServeError::EngineStopped)?;
+    let driver_thread =
+        std::thread::Builder::new().name("driver".into()).spawn(move || driver.run()).map_err(ServeError::Io)?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let context = Arc::new(Context {
         driver: DriverHandle::new(inbound_tx, driver_thread.thread().clone()),
@@ -157,13 +195,14 @@ pub fn run(config: ServerConfig, ready: impl FnOnce(Bound)) -> anyhow::Result<()
         .worker_threads(config.io_threads.max(1))
         .thread_name("io")
         .enable_all()
-        .build()?;
+        .build()
+        .map_err(ServeError::Io)?;
     let result = runtime.block_on(async {
         let [binary, json, http] = listeners;
         let connections = Arc::new(Semaphore::new(limits.connections));
-        let binary = TcpListener::from_std(binary)?;
-        let json = TcpListener::from_std(json)?;
-        let http = TcpListener::from_std(http)?;
+        let binary = TcpListener::from_std(binary).map_err(ServeError::Io)?;
+        let json = TcpListener::from_std(json).map_err(ServeError::Io)?;
+        let http = TcpListener::from_std(http).map_err(ServeError::Io)?;
         tokio::spawn(accept(binary, Arc::clone(&context), Arc::clone(&connections), Door::Binary));
         tokio::spawn(accept(json, Arc::clone(&context), Arc::clone(&connections), Door::Json));
         let mut http_shutdown = context.shutdown.clone();
@@ -191,17 +230,17 @@ pub fn run(config: ServerConfig, ready: impl FnOnce(Bound)) -> anyhow::Result<()
             ended = &mut driver_done => ended,
         };
         let _ = shutdown_tx.send(true);
-        let ended =
-            ended.map_err(|e| anyhow::anyhow!("{e}"))?.map_err(|_| anyhow::anyhow!("the driver thread panicked"))?;
+        let panicked = || ServeError::Io(io::Error::other("the driver thread panicked"));
+        let ended = ended.map_err(|_| panicked())?.map_err(|_| panicked())?;
         // Let sessions write their last replies and goodbyes.
         tokio::time::sleep(Duration::from_millis(200)).await;
-        Ok::<_, anyhow::Error>(ended)
+        Ok::<_, ServeError>(ended)
     });
     runtime.shutdown_timeout(Duration::from_secs(2));
     match result? {
         Ended::Shutdown(engine, annex) => {
             if durable {
-                let seq = engine.snapshot_with(&annex).context("cannot write the final snapshot")?;
+                let seq = engine.snapshot_with(&annex).map_err(ServeError::Snapshot)?;
                 tracing::info!(seq, "snapshot written");
             }
             engine.shutdown();
@@ -210,7 +249,7 @@ pub fn run(config: ServerConfig, ready: impl FnOnce(Bound)) -> anyhow::Result<()
         }
         Ended::EngineStopped(stopped, engine) => {
             engine.shutdown();
-            bail!("the engine stopped: {stopped}")
+            Err(ServeError::EngineStopped(stopped))
         }
     }
 }

@@ -12,7 +12,9 @@ use std::fs::OpenOptions;
 use std::io::Write;
 use std::path::Path;
 
-use anyhow::{Context, bail};
+use std::fmt;
+use std::io;
+
 use matching_core::{UserId, VALUE_MAX};
 use sha2::{Digest, Sha256};
 
@@ -41,6 +43,44 @@ impl Role {
         }
     }
 }
+
+/// Why a users file cannot be read or added to.
+#[derive(Debug)]
+pub enum UsersError {
+    Io {
+        path: String,
+        error: io::Error,
+    },
+    /// A line that is not `<user id> <role> <salt> <hash>`, or a user twice.
+    Line {
+        path: String,
+        line: usize,
+        reason: String,
+    },
+    /// `users add` of a user the file has.
+    Exists {
+        path: String,
+        user: UserId,
+    },
+    /// A user id over 2^53 - 1.
+    UserOutOfRange(UserId),
+    /// The system gave no randomness for a key.
+    NoRandomness(String),
+}
+
+impl fmt::Display for UsersError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            UsersError::Io { path, error } => write!(f, "cannot use {path}: {error}"),
+            UsersError::Line { path, line, reason } => write!(f, "{path} line {line}: {reason}"),
+            UsersError::Exists { path, user } => write!(f, "user {user} is already in {path}"),
+            UsersError::UserOutOfRange(user) => write!(f, "user ids go up to 2^53 - 1, not {user}"),
+            UsersError::NoRandomness(error) => write!(f, "no randomness for a key: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for UsersError {}
 
 struct Entry {
     role: Role,
@@ -83,8 +123,9 @@ fn constant_time_eq(a: &[u8; 32], b: &[u8; 32]) -> bool {
 
 impl Users {
     /// Reads a users file; a line that is not one names itself in the error.
-    pub fn load(path: &Path) -> anyhow::Result<Users> {
-        let text = std::fs::read_to_string(path).with_context(|| format!("cannot read {}", path.display()))?;
+    pub fn load(path: &Path) -> Result<Users, UsersError> {
+        let name = path.display().to_string();
+        let text = std::fs::read_to_string(path).map_err(|error| UsersError::Io { path: name.clone(), error })?;
         let mut users = Users::default();
         for (number, line) in text.lines().enumerate() {
             let line = line.split('#').next().unwrap_or("").trim();
@@ -98,15 +139,12 @@ impl Users {
                 }),
                 _ => None,
             };
+            let line_error = |reason: String| UsersError::Line { path: name.clone(), line: number + 1, reason };
             let Some((user, entry)) = entry else {
-                bail!(
-                    "{} line {}: expected `<user id> <trader|operator> <salt hex> <hash hex>`",
-                    path.display(),
-                    number + 1
-                );
+                return Err(line_error("expected `<user id> <trader|operator> <salt hex> <hash hex>`".to_string()));
             };
             if users.entries.insert(user, entry).is_some() {
-                bail!("{} line {}: user {user} is listed twice", path.display(), number + 1);
+                return Err(line_error(format!("user {user} is listed twice")));
             }
         }
         Ok(users)
@@ -129,27 +167,22 @@ impl Users {
 
 /// Adds `user` with `role` to the users file at `path` (created if need
 /// be) and returns its new key, which is stored nowhere else.
-pub fn add_user(path: &Path, user: UserId, role: Role) -> anyhow::Result<String> {
+pub fn add_user(path: &Path, user: UserId, role: Role) -> Result<String, UsersError> {
     if user > VALUE_MAX {
-        bail!("user ids go up to 2^53 - 1");
+        return Err(UsersError::UserOutOfRange(user));
     }
     if path.exists() && Users::load(path)?.entries.contains_key(&user) {
-        bail!("user {user} is already in {}", path.display());
+        return Err(UsersError::Exists { path: path.display().to_string(), user });
     }
     let mut key = [0u8; 32];
     let mut salt = [0u8; 16];
-    getrandom::fill(&mut key).map_err(|e| anyhow::anyhow!("no randomness for a key: {e}"))?;
-    getrandom::fill(&mut salt).map_err(|e| anyhow::anyhow!("no randomness for a salt: {e}"))?;
+    getrandom::fill(&mut key).map_err(|e| UsersError::NoRandomness(e.to_string()))?;
+    getrandom::fill(&mut salt).map_err(|e| UsersError::NoRandomness(e.to_string()))?;
     let key = hex(&key);
     let line = format!("{user} {} {} {}\n", role.as_str(), hex(&salt), hex(&hash(&salt, key.as_bytes())));
-    let mut file = OpenOptions::new()
-        .create(true)
-        .append(true)
-        .open(path)
-        .with_context(|| format!("cannot open {}", path.display()))?;
-    file.write_all(line.as_bytes())
-        .and_then(|()| file.sync_all())
-        .with_context(|| format!("cannot write {}", path.display()))?;
+    let io_error = |error| UsersError::Io { path: path.display().to_string(), error };
+    let mut file = OpenOptions::new().create(true).append(true).open(path).map_err(io_error)?;
+    file.write_all(line.as_bytes()).and_then(|()| file.sync_all()).map_err(io_error)?;
     Ok(key)
 }
 
