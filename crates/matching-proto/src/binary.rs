@@ -1394,20 +1394,8 @@ mod tests {
         codes(&[Stp::None, Stp::CancelTaker, Stp::CancelMaker, Stp::CancelBoth]);
         codes(&[Liquidity::Maker, Liquidity::Taker]);
         codes(&[TradingStatus::Open, TradingStatus::Halted]);
-        codes(&[CancelReason::User, CancelReason::Ioc, CancelReason::Fok, CancelReason::Stp, CancelReason::Mass]);
-        codes(&[
-            RejectReason::Malformed,
-            RejectReason::InvalidSymbol,
-            RejectReason::InvalidTif,
-            RejectReason::InvalidPrice,
-            RejectReason::InvalidQty,
-            RejectReason::UnknownOrder,
-            RejectReason::Halted,
-            RejectReason::WouldTake,
-            RejectReason::DuplicateOrderId,
-            RejectReason::TooManyOrders,
-            RejectReason::TooManySymbols,
-        ]);
+        codes(&CancelReason::ALL);
+        codes(&RejectReason::ALL);
         codes(&GatewayReason::ALL);
         codes(&[LoginError::BadCredentials, LoginError::Malformed, LoginError::Unavailable]);
     }

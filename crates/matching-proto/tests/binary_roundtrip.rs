@@ -94,21 +94,8 @@ fn client_message() -> impl Strategy<Value = ClientMessage> {
 }
 
 fn client_event() -> impl Strategy<Value = ClientEvent> {
-    let reject_reason = select(vec![
-        RejectReason::Malformed,
-        RejectReason::InvalidSymbol,
-        RejectReason::InvalidTif,
-        RejectReason::InvalidPrice,
-        RejectReason::InvalidQty,
-        RejectReason::UnknownOrder,
-        RejectReason::Halted,
-        RejectReason::WouldTake,
-        RejectReason::DuplicateOrderId,
-        RejectReason::TooManyOrders,
-        RejectReason::TooManySymbols,
-    ]);
-    let cancel_reason =
-        select(vec![CancelReason::User, CancelReason::Ioc, CancelReason::Fok, CancelReason::Stp, CancelReason::Mass]);
+    let reject_reason = select(RejectReason::ALL.to_vec());
+    let cancel_reason = select(CancelReason::ALL.to_vec());
     let cid = || option::of(cid());
     prop_oneof![
         (

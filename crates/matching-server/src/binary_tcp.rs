@@ -5,55 +5,37 @@ use std::io;
 
 use matching_proto::binary::{ClientMessage, ServerMessage, decode_client, encode_server, frame_len};
 use matching_proto::session::{Reply, Request};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::session::{Incoming, Transport};
+use crate::tcp::Connection;
 
 pub(crate) struct Binary {
-    stream: TcpStream,
-    input: Vec<u8>,
-    /// Unread bytes start here.
-    start: usize,
+    io: Connection,
     frame_max: usize,
-    output: Vec<u8>,
-    /// A write was cut off midway: nothing more may be written.
-    abandoned: bool,
     /// The stream is out of step (a bad length): nothing more can be read.
     broken: bool,
-    /// A message read ahead by `next_buffered` that was not for it.
-    peeked: Option<Incoming>,
 }
 
 impl Binary {
     pub(crate) fn new(stream: TcpStream, frame_max: usize) -> Binary {
         let frame_max = frame_max.max(matching_proto::binary::CLIENT_PACKET_LEN_MAX);
-        Binary {
-            stream,
-            input: Vec::with_capacity(64 * 1024),
-            start: 0,
-            frame_max,
-            abandoned: false,
-            output: Vec::with_capacity(64 * 1024),
-            broken: false,
-            peeked: None,
-        }
+        Binary { io: Connection::new(stream, 64 * 1024), frame_max, broken: false }
     }
-}
 
-impl Binary {
     /// The next message already read, if a whole packet is there.
     fn parse_buffered(&mut self) -> Option<Incoming> {
-        if let Some(message) = self.peeked.take() {
+        if let Some(message) = self.io.peeked.take() {
             return Some(message);
         }
         if self.broken {
             return None;
         }
-        match frame_len(&self.input[self.start..], self.frame_max) {
+        let io = &mut self.io;
+        match frame_len(&io.input[io.start..], self.frame_max) {
             Ok(Some(len)) => {
-                let packet = &self.input[self.start..self.start + len];
-                self.start += len;
+                let packet = &io.input[io.start..io.start + len];
+                io.start += len;
                 Some(match decode_client(packet) {
                     Ok(ClientMessage::Request(request)) => Incoming::Request(request),
                     Ok(ClientMessage::Heartbeat) => Incoming::Heartbeat,
@@ -72,13 +54,8 @@ impl Binary {
 
 impl Transport for Binary {
     fn next_buffered(&mut self) -> Option<Request> {
-        match self.parse_buffered()? {
-            Incoming::Request(request) if !matches!(request, Request::Login(_) | Request::Logout) => Some(request),
-            other => {
-                self.peeked = Some(other);
-                None
-            }
-        }
+        let message = self.parse_buffered()?;
+        self.io.for_driver(message)
     }
 
     async fn recv(&mut self) -> io::Result<Option<Incoming>> {
@@ -89,38 +66,23 @@ impl Transport for Binary {
             if self.broken {
                 return Ok(None);
             }
-            if self.start > 0 {
-                self.input.drain(..self.start);
-                self.start = 0;
-            }
-            self.input.reserve(8192);
-            // Cancel-safe: either bytes arrived and are kept, or nothing happened.
-            let n = self.stream.read_buf(&mut self.input).await?;
-            if n == 0 {
+            self.io.compact();
+            if !self.io.read_more().await? {
                 return Ok(None);
             }
         }
     }
 
     fn encode(&mut self, reply: &Reply) {
-        encode_server(&ServerMessage::Reply(reply.clone()), &mut self.output);
+        encode_server(&ServerMessage::Reply(reply.clone()), &mut self.io.output);
     }
 
     async fn flush(&mut self) -> io::Result<()> {
-        if self.abandoned {
-            self.output.clear();
-            return Err(io::Error::other("a write was cut off"));
-        }
-        if !self.output.is_empty() {
-            self.stream.write_all(&self.output).await?;
-            self.output.clear();
-        }
-        Ok(())
+        self.io.flush().await
     }
 
     fn abandon(&mut self) {
-        self.abandoned = true;
-        self.output.clear();
+        self.io.abandon();
     }
 
     fn heartbeats(&self) -> bool {
@@ -128,6 +90,6 @@ impl Transport for Binary {
     }
 
     fn encode_heartbeat(&mut self) {
-        encode_server(&ServerMessage::Heartbeat, &mut self.output);
+        encode_server(&ServerMessage::Heartbeat, &mut self.io.output);
     }
 }

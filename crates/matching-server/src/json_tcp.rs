@@ -5,88 +5,65 @@ use std::io;
 use matching_core::UserId;
 use matching_proto::json_session::{parse_request, write_reply};
 use matching_proto::session::{GatewayReason, Reply, Request};
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 use crate::session::{Incoming, Transport};
+use crate::tcp::Connection;
 
 pub(crate) struct JsonLines {
-    stream: TcpStream,
-    /// Bytes read and not yet consumed, from `start`.
-    input: Vec<u8>,
-    start: usize,
+    io: Connection,
     /// Where the search for the next newline resumes.
     scanned: usize,
     /// Inside a line longer than the limit: skipped up to its newline.
     skipping: bool,
     line_max: usize,
-    output: Vec<u8>,
-    /// A message read ahead by `next_buffered` that was not for it.
-    peeked: Option<Incoming>,
-    /// A write was cut off midway: nothing more may be written.
-    abandoned: bool,
     user: UserId,
 }
 
 impl JsonLines {
     pub(crate) fn new(stream: TcpStream, line_max: usize) -> JsonLines {
-        JsonLines {
-            stream,
-            input: Vec::with_capacity(2 * line_max + 4096),
-            start: 0,
-            scanned: 0,
-            skipping: false,
-            line_max,
-            abandoned: false,
-            peeked: None,
-            output: Vec::with_capacity(1 << 16),
-            user: 0,
-        }
+        JsonLines { io: Connection::new(stream, 2 * line_max + 4096), scanned: 0, skipping: false, line_max, user: 0 }
     }
 
     /// The next whole line in the buffer, if any (a too-long one as `Err`).
     fn next_line(&mut self) -> Option<Result<(usize, usize), ()>> {
+        let io = &mut self.io;
         loop {
-            let newline = self.input[self.scanned..].iter().position(|&b| b == b'\n').map(|i| self.scanned + i);
+            let newline = io.input[self.scanned..].iter().position(|&b| b == b'\n').map(|i| self.scanned + i);
             let Some(end) = newline else {
-                self.scanned = self.input.len();
-                if self.input.len() - self.start > self.line_max {
+                self.scanned = io.input.len();
+                if io.input.len() - io.start > self.line_max {
                     // Too long: drop what there is, skip to its newline.
                     self.skipping = true;
-                    self.input.clear();
-                    (self.start, self.scanned) = (0, 0);
+                    io.input.clear();
+                    (io.start, self.scanned) = (0, 0);
                 }
                 return None;
             };
-            let line = (self.start, end);
-            self.start = end + 1;
-            self.scanned = self.start;
-            if std::mem::take(&mut self.skipping) {
-                return Some(Err(()));
-            }
-            if end - line.0 > self.line_max {
+            let line = (io.start, end);
+            io.start = end + 1;
+            self.scanned = io.start;
+            if std::mem::take(&mut self.skipping) || end - line.0 > self.line_max {
                 return Some(Err(()));
             }
             // Blank lines are nothing.
-            if self.input[line.0..end].iter().all(u8::is_ascii_whitespace) {
+            if io.input[line.0..end].iter().all(u8::is_ascii_whitespace) {
                 continue;
             }
             return Some(Ok(line));
         }
     }
-}
 
-impl JsonLines {
     /// The next message already read, if a whole line is there.
     fn parse_buffered(&mut self) -> Option<Incoming> {
-        if let Some(message) = self.peeked.take() {
+        if let Some(message) = self.io.peeked.take() {
             return Some(message);
         }
         Some(match self.next_line()? {
             Err(()) => Incoming::Refused { reason: GatewayReason::TooLong, order_id: None, cid: None },
             Ok((from, to)) => {
-                let line = self.input[from..to].strip_suffix(b"\r").unwrap_or(&self.input[from..to]);
-                match parse_request(line, self.user) {
+                let line = &self.io.input[from..to];
+                match parse_request(line.strip_suffix(b"\r").unwrap_or(line), self.user) {
                     Ok(request) => Incoming::Request(request),
                     Err(reject) => {
                         Incoming::Refused { reason: reject.reason, order_id: reject.order_id, cid: reject.cid }
@@ -99,13 +76,8 @@ impl JsonLines {
 
 impl Transport for JsonLines {
     fn next_buffered(&mut self) -> Option<Request> {
-        match self.parse_buffered()? {
-            Incoming::Request(request) if !matches!(request, Request::Login(_) | Request::Logout) => Some(request),
-            other => {
-                self.peeked = Some(other);
-                None
-            }
-        }
+        let message = self.parse_buffered()?;
+        self.io.for_driver(message)
     }
 
     async fn recv(&mut self) -> io::Result<Option<Incoming>> {
@@ -113,40 +85,25 @@ impl Transport for JsonLines {
             if let Some(message) = self.parse_buffered() {
                 return Ok(Some(message));
             }
-            // Keep the buffer from growing: move the unread part to the front.
-            if self.start > 0 {
-                self.input.drain(..self.start);
-                self.scanned -= self.start;
-                self.start = 0;
-            }
-            self.input.reserve(8192);
-            // Cancel-safe: either bytes arrived and are kept, or nothing happened.
-            let n = self.stream.read_buf(&mut self.input).await?;
-            if n == 0 {
+            // Nothing changes across the await but what `read_more` reads:
+            // the buffer is compacted (and `scanned` with it) before.
+            self.scanned -= self.io.compact();
+            if !self.io.read_more().await? {
                 return Ok(None);
             }
         }
     }
 
     fn encode(&mut self, reply: &Reply) {
-        write_reply(&mut self.output, reply);
+        write_reply(&mut self.io.output, reply);
     }
 
     async fn flush(&mut self) -> io::Result<()> {
-        if self.abandoned {
-            self.output.clear();
-            return Err(io::Error::other("a write was cut off"));
-        }
-        if !self.output.is_empty() {
-            self.stream.write_all(&self.output).await?;
-            self.output.clear();
-        }
-        Ok(())
+        self.io.flush().await
     }
 
     fn abandon(&mut self) {
-        self.abandoned = true;
-        self.output.clear();
+        self.io.abandon();
     }
 
     fn logged_in(&mut self, user: UserId) {

@@ -36,6 +36,7 @@ mod binary_tcp;
 mod driver;
 mod json_tcp;
 pub mod session;
+mod tcp;
 pub mod users;
 mod ws;
 
