@@ -679,11 +679,9 @@ impl Routes {
             .collect()
     }
 
+    /// An order accepted (its cid, if any, was taken when it was submitted).
     fn rest(&mut self, order_id: OrderId, order: Live) {
         self.user_orders.entry(order.user).or_default().insert(order_id);
-        if let Some(cid) = order.cid {
-            self.cids.insert((order.user, cid), order_id);
-        }
         self.orders.insert(order_id, order);
     }
 
