@@ -133,14 +133,6 @@ fn request(command: &Command, user: UserId) -> (Request, Option<Cid>) {
     }
 }
 
-fn user_of(command: &Command) -> UserId {
-    match command.action {
-        Action::New(order) => order.user,
-        Action::Cancel { user, .. } | Action::Modify { user, .. } | Action::MassCancel { user, .. } => user,
-        Action::Halt { .. } | Action::Resume { .. } => 0,
-    }
-}
-
 pub fn run(args: Args) -> anyhow::Result<()> {
     if args.connections == 0 || args.window == 0 {
         bail!("--connections and --window must be at least 1");
@@ -164,7 +156,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
     let mut timed: Vec<Vec<(Request, Option<Cid>)>> = vec![Vec::new(); args.connections];
     for (lists, commands) in [(&mut warmups, &flow.warmup), (&mut timed, &flow.commands)] {
         for command in commands {
-            let k = user_of(command) % conns;
+            let k = command.action.user().unwrap_or(0) % conns;
             lists[k as usize].push(request(command, args.first_user + k));
         }
     }

@@ -290,6 +290,15 @@ impl Action {
             Action::Cancel { .. } | Action::Modify { .. } => None,
         }
     }
+
+    /// The user the action acts for (`None` for halt and resume, which read none).
+    pub fn user(&self) -> Option<UserId> {
+        match *self {
+            Action::New(order) => Some(order.user),
+            Action::Cancel { user, .. } | Action::Modify { user, .. } | Action::MassCancel { user, .. } => Some(user),
+            Action::Halt { .. } | Action::Resume { .. } => None,
+        }
+    }
 }
 
 /// A sequenced command: what the sequencer hands the core.
@@ -591,6 +600,22 @@ impl Cid {
 
     pub fn as_bytes(&self) -> &[u8] {
         &self.bytes[..self.len as usize]
+    }
+
+    /// As fixed layouts carry it (the journal, the snapshot annex, the
+    /// binary protocol): its length, and its bytes zero-padded to 20.
+    pub fn padded(&self) -> (u8, [u8; CID_LEN_MAX]) {
+        (self.len, self.bytes)
+    }
+
+    /// The cid of a fixed layout's `len` and `padded` bytes; `None` if the
+    /// length is out of range, the padding is not zero, or the text is not a cid.
+    pub fn from_padded(len: u8, padded: &[u8; CID_LEN_MAX]) -> Option<Cid> {
+        let (text, padding) = padded.split_at_checked(usize::from(len))?;
+        if padding.iter().any(|&b| b != 0) {
+            return None;
+        }
+        Cid::from_bytes(text)
     }
 }
 

@@ -22,16 +22,29 @@ pub struct Layout {
     /// The data directory.
     #[arg(long)]
     data: PathBuf,
-    /// Shards of the run that wrote it (limits are per shard); default: the
-    /// directory's, else 1.
+    #[command(flatten)]
+    flags: LayoutFlags,
+}
+
+/// The layout flags of every command that runs or reads an engine: what
+/// decides the outcome of a command besides the commands. Each defaults to
+/// what the data directory was made with (its manifest), else the engine's
+/// default; a flag that contradicts the directory is refused, by name.
+#[derive(clap::Args)]
+pub struct LayoutFlags {
+    /// Shard threads, each owning its symbols' books (the limits apply per
+    /// shard); default: the directory's, else 1. `replay` given it runs
+    /// through the multi-core engine (byte-identical output).
     #[arg(long)]
-    shards: Option<usize>,
-    /// `--orders-max` of that run; default: the directory's.
+    pub shards: Option<usize>,
+    /// Most resting orders (beyond it: `too_many_orders`); default: the
+    /// directory's, else 10,000,000.
     #[arg(long)]
-    orders_max: Option<usize>,
-    /// `--symbols-max` of that run; default: the directory's.
+    pub orders_max: Option<usize>,
+    /// Most symbols (beyond it: `too_many_symbols`); default: the
+    /// directory's, else 100,000.
     #[arg(long)]
-    symbols_max: Option<usize>,
+    pub symbols_max: Option<usize>,
 }
 
 /// The layout recorded in the manifest of the data directory `dir`, if it
@@ -47,11 +60,17 @@ pub fn stored_layout(dir: &Path) -> anyhow::Result<Option<matching_journal::Layo
     }
 }
 
-/// An engine configuration with the layout a run asks for: each setting
-/// from its flag when given, else from the data directory's manifest, else
-/// the default. (A flag that contradicts the manifest is then refused by
-/// the engine, naming it.)
-pub fn layout_config(
+impl LayoutFlags {
+    /// An engine configuration with the layout a run asks for: each setting
+    /// from its flag when given, else from the manifest of the data
+    /// directory `dir`, else the default. (A flag that contradicts the
+    /// manifest is then refused by the engine, naming it.)
+    pub fn config(&self, dir: Option<&Path>) -> anyhow::Result<EngineConfig> {
+        layout_config(dir, self.shards, self.orders_max, self.symbols_max)
+    }
+}
+
+fn layout_config(
     dir: Option<&Path>,
     shards: Option<usize>,
     orders_max: Option<usize>,
@@ -86,7 +105,7 @@ impl Layout {
     }
 
     fn config(&self) -> anyhow::Result<EngineConfig> {
-        let config = layout_config(Some(&self.data), self.shards, self.orders_max, self.symbols_max)?;
+        let config = self.flags.config(Some(&self.data))?;
         Ok(EngineConfig { durability: Some(Durability::new(Arc::new(self.storage()?))), ..config })
     }
 }

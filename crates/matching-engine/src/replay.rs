@@ -34,21 +34,8 @@ pub struct Args {
     /// Also write the final book: one line per symbol with resting orders.
     #[arg(long)]
     book: Option<PathBuf>,
-    /// Most resting orders over all books (beyond it: `too_many_orders`);
-    /// default 10,000,000, or what the `--data` directory was made with.
-    #[arg(long)]
-    orders_max: Option<usize>,
-    /// Most symbols (beyond it: `too_many_symbols`); default 100,000, or
-    /// what the `--data` directory was made with.
-    #[arg(long)]
-    symbols_max: Option<usize>,
-    /// Run through the multi-core engine with this many shard threads
-    /// (the output is byte-identical to the single-threaded run). The
-    /// limits above then apply per shard. With `--data`, default: what the
-    /// directory was made with. A data directory keeps its layout: a flag
-    /// that contradicts it is refused.
-    #[arg(long)]
-    shards: Option<usize>,
+    #[command(flatten)]
+    layout: crate::data::LayoutFlags,
     /// How engine threads wait (with --shards).
     #[arg(long, value_enum, default_value_t = WaitStrategy::SpinYield)]
     wait: WaitStrategy,
@@ -90,8 +77,8 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         None => Box::new(io::stdout()),
         Some(path) => Box::new(File::create(path).with_context(|| format!("cannot create output {}", path.display()))?),
     };
-    let layout = crate::data::layout_config(args.data.as_deref(), args.shards, args.orders_max, args.symbols_max)?;
-    let exchanges = match (args.shards, &args.data) {
+    let layout = args.layout.config(args.data.as_deref())?;
+    let exchanges = match (args.layout.shards, &args.data) {
         (None, None) => {
             let mut exchange: Exchange = Exchange::new(layout.exchange);
             replay(input, output, &mut exchange)?;

@@ -33,15 +33,8 @@ pub struct Args {
     /// loses acknowledged commands.
     #[arg(long, value_enum, default_value_t = FsyncPolicy::Batch)]
     fsync: FsyncPolicy,
-    /// Shard threads; default: what the data directory was made with, else 1.
-    #[arg(long)]
-    shards: Option<usize>,
-    /// Most resting orders (per shard); default: the data directory's, else 10,000,000.
-    #[arg(long)]
-    orders_max: Option<usize>,
-    /// Most symbols (per shard); default: the data directory's, else 100,000.
-    #[arg(long)]
-    symbols_max: Option<usize>,
+    #[command(flatten)]
+    layout: crate::data::LayoutFlags,
     /// How engine threads wait for work (`park` sleeps when idle).
     #[arg(long, value_enum, default_value_t = WaitStrategy::Park)]
     wait: WaitStrategy,
@@ -72,7 +65,7 @@ pub struct Args {
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let layout = crate::data::layout_config(Some(&args.data), args.shards, args.orders_max, args.symbols_max)?;
+    let layout = args.layout.config(Some(&args.data))?;
     let storage = FsStorage::open(&args.data).with_context(|| format!("cannot open {}", args.data.display()))?;
     if args.fsync == FsyncPolicy::Off {
         tracing::warn!("--fsync off: a crash loses acknowledged commands (benchmarks only)");

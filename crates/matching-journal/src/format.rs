@@ -354,10 +354,9 @@ pub fn encode_command(out: &mut Vec<u8>, command: &Command) {
 pub fn encode_command_with(out: &mut Vec<u8>, command: &Command, cid: Option<Cid>) {
     out.extend_from_slice(&command.timestamp_ns.to_le_bytes());
     if let (Action::New(_), Some(cid)) = (&command.action, cid) {
+        let (len, padded) = cid.padded();
         out.push(CLIENT_ORDER_ID);
-        out.push(cid.as_bytes().len() as u8);
-        let mut padded = [0u8; CID_LEN_MAX];
-        padded[..cid.as_bytes().len()].copy_from_slice(cid.as_bytes());
+        out.push(len);
         out.extend_from_slice(&padded);
     }
     match command.action {
@@ -443,13 +442,9 @@ pub fn decode_command_with(seq: Seq, payload: &[u8]) -> Option<(Command, Option<
     let mut tag = r.u8()?;
     let mut cid = None;
     if tag == CLIENT_ORDER_ID {
-        let len = r.u8()? as usize;
-        let padded = r.take(CID_LEN_MAX)?;
+        let len = r.u8()?;
         // The padding is zero, like every byte the format fixes.
-        if len > CID_LEN_MAX || padded[len..].iter().any(|&b| b != 0) {
-            return None;
-        }
-        cid = Some(Cid::from_bytes(&padded[..len])?);
+        cid = Some(Cid::from_padded(len, r.take(CID_LEN_MAX)?.try_into().ok()?)?);
         tag = r.u8()?;
         if tag != ACTION_NEW {
             return None;

@@ -41,6 +41,7 @@ mod durable;
 mod health;
 mod merger;
 mod message;
+mod recent;
 mod routing;
 mod sequencer;
 mod shard;
@@ -63,6 +64,7 @@ pub use health::Stopped;
 pub use matching_journal::{RecoveryError, RecoveryReport, TornTail};
 pub use merger::{EventReader, Mark, Output};
 pub use message::{Answer, DepthLevel, Query};
+pub use recent::Recent;
 pub use sequencer::Clock;
 pub use wait::WaitStrategy;
 
@@ -187,16 +189,10 @@ pub struct RecoveredEvent {
     pub cid: Option<Cid>,
 }
 
-/// The last events of the journal's records applied after the snapshot.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
-pub struct RecoveredEvents {
-    /// In order: the engine's merged order (a mass cancel over several
-    /// shards lists its cancels by order id, then one total).
-    pub events: Vec<RecoveredEvent>,
-    /// Every event with a larger `seq` is in `events` (the snapshot's seq,
-    /// or the last one that did not fit).
-    pub complete_after: Seq,
-}
+/// The last events of the journal's records applied after the snapshot,
+/// in the engine's merged order (a mass cancel over several shards lists
+/// its cancels by order id, then one total).
+pub type RecoveredEvents = Recent<RecoveredEvent>;
 
 /// Rebuilds the books an engine with `config` would start with from its data
 /// directory, without starting it (for `recover` and `journal verify`):
@@ -225,28 +221,6 @@ pub fn recover_books_with_events(
     recover_shards(config, durability, &router, repair).map_err(StartError::Recovery)
 }
 
-/// The last `capacity` events of the records recovery replays.
-struct EventTail {
-    capacity: usize,
-    events: std::collections::VecDeque<RecoveredEvent>,
-    complete_after: Seq,
-}
-
-impl EventTail {
-    fn push(&mut self, event: RecoveredEvent) {
-        if self.capacity == 0 {
-            self.complete_after = event.event.seq;
-            return;
-        }
-        if self.events.len() == self.capacity
-            && let Some(dropped) = self.events.pop_front()
-        {
-            self.complete_after = self.complete_after.max(dropped.event.seq);
-        }
-        self.events.push_back(event);
-    }
-}
-
 /// Rebuilds each shard's books from the data directory: the newest snapshot
 /// that loads, split by symbol over the shards, then the journal through the
 /// same single-threaded code the shards run.
@@ -266,11 +240,7 @@ fn recover_shards(
     let fresh = || (0..config.shards).map(|i| Exchange::new(shard_config(i))).collect::<Vec<_>>();
     // Both callbacks work on the shards' books, one after the other.
     let exchanges = std::cell::RefCell::new(fresh());
-    let tail = std::cell::RefCell::new(EventTail {
-        capacity: durability.recovery_events,
-        events: std::collections::VecDeque::new(),
-        complete_after: 0,
-    });
+    let tail = std::cell::RefCell::new(RecoveredEvents::new(durability.recovery_events, 0));
     let report = matching_journal::recover(
         durability.storage.as_ref(),
         repair,
@@ -297,7 +267,7 @@ fn recover_shards(
                 return Err("the state does not hash to the snapshot's state hash".to_string());
             }
             *exchanges.borrow_mut() = loaded;
-            tail.borrow_mut().complete_after = seq;
+            *tail.borrow_mut() = RecoveredEvents::new(durability.recovery_events, seq);
             Ok(())
         },
         |record| {
@@ -308,13 +278,9 @@ fn recover_shards(
             };
             let mut exchanges = exchanges.borrow_mut();
             let keep = durability.recovery_events > 0;
-            let user = match command.action {
-                Action::New(order) => order.user,
-                Action::Cancel { user, .. } | Action::Modify { user, .. } | Action::MassCancel { user, .. } => user,
-                Action::Halt { .. } | Action::Resume { .. } => 0,
-            };
+            let user = command.action.user().unwrap_or(0);
             let mut tail = tail.borrow_mut();
-            let mut kept = |event: &Event| tail.push(RecoveredEvent { event: *event, user, cid });
+            let mut kept = |event: &Event| tail.push(event.seq, RecoveredEvent { event: *event, user, cid });
             let shard = match command.action {
                 Action::Cancel { order_id, .. } | Action::Modify { order_id, .. } => {
                     exchanges.iter().position(|e| e.order(order_id).is_some()).unwrap_or(0)
@@ -361,9 +327,7 @@ fn recover_shards(
             }
         },
     )?;
-    let tail = tail.into_inner();
-    let events = RecoveredEvents { events: tail.events.into(), complete_after: tail.complete_after };
-    Ok((exchanges.into_inner(), report, events))
+    Ok((exchanges.into_inner(), report, tail.into_inner()))
 }
 
 /// Every resting order of an exchange (to rebuild the routing window).

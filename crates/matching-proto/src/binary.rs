@@ -30,7 +30,8 @@ use matching_core::{
 };
 
 use crate::session::{
-    CID_LEN_MAX, Cid, ClientEvent, GatewayReason, KEY_LEN_MAX, Liquidity, Login, LoginError, OrderInfo, Reply, Request,
+    CID_LEN_MAX, Cid, ClientEvent, GatewayReason, KEY_LEN_MAX, Liquidity, Login, LoginError, OrderInfo, Refusal, Reply,
+    Request,
 };
 
 /// The protocol version a login carries; a login with another is refused.
@@ -100,29 +101,8 @@ impl fmt::Display for FrameError {
 
 impl std::error::Error for FrameError {}
 
-/// A packet that is not a valid message, and what of it could be read: the
-/// order id and cid of a cancel or modify (or the cid of a new order), so
-/// the rejection can echo them.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct DecodeError {
-    pub reason: GatewayReason,
-    pub order_id: Option<OrderId>,
-    pub cid: Option<Cid>,
-}
-
-impl DecodeError {
-    fn new(reason: GatewayReason) -> DecodeError {
-        DecodeError { reason, order_id: None, cid: None }
-    }
-}
-
-impl fmt::Display for DecodeError {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.reason.as_str())
-    }
-}
-
-impl std::error::Error for DecodeError {}
+/// A packet that is not a valid message, and what of it could be read.
+pub type DecodeError = Refusal;
 
 /// The size of the first complete packet of `buf`, length prefix included;
 /// `Ok(None)` when `buf` holds only part of one. `max_len` bounds a whole
@@ -651,14 +631,12 @@ impl<'a> Reader<'a> {
 
     /// A [`CidField`], kept for the errors of later checks.
     fn cid(&mut self, at: usize) -> Result<Option<Cid>, DecodeError> {
-        let len = usize::from(self.u8(at)?);
+        let len = self.u8(at)?;
         let padded = self.array::<CID_LEN_MAX>(at + 1)?;
-        let cid = match padded.split_at_checked(len) {
-            Some((_, padding)) if padding.iter().any(|&b| b != 0) => None,
-            Some(([], _)) => return Ok(None),
-            Some((text, _)) => Cid::from_bytes(text),
-            None => None,
-        };
+        if len == 0 && padded.iter().all(|&b| b == 0) {
+            return Ok(None);
+        }
+        let cid = Cid::from_padded(len, padded);
         self.context.cid = Some(cid.ok_or(self.fail(GatewayReason::Malformed))?);
         Ok(cid)
     }

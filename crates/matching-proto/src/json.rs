@@ -530,6 +530,13 @@ pub(crate) fn head(out: &mut Vec<u8>, seq: Seq, ev: &str) {
 
 /// Appends one event as a JSON line (with its newline), fields in SPEC's order.
 pub fn write_event(out: &mut Vec<u8>, event: &Event) {
+    write_event_fields(out, event);
+    out.extend_from_slice(b"}\n");
+}
+
+/// An event's object without its closing brace (the network session adds
+/// its `cid` there).
+pub(crate) fn write_event_fields(out: &mut Vec<u8>, event: &Event) {
     match event.kind {
         EventKind::Accepted { order_id, user, symbol, side, order_type, tif, qty, price } => {
             head(out, event.seq, "accepted");
@@ -588,7 +595,6 @@ pub fn write_event(out: &mut Vec<u8>, event: &Event) {
             field_str(out, "status", status.as_str());
         }
     }
-    out.extend_from_slice(b"}\n");
 }
 
 /// Appends one command as a SPEC JSON line (with its newline). A new order's

@@ -8,26 +8,16 @@
 //! goes through `serde_json::Value`.
 
 use matching_core::{
-    CancelReason, OrderId, OrderType, RejectReason, Side, Symbol, Tif, TradingStatus, UserId, VALUE_MAX,
+    CancelReason, Event, EventKind, OrderType, RejectReason, Side, Symbol, Tif, TradingStatus, UserId, VALUE_MAX,
 };
 use serde_json::Value;
 
-use crate::json::{Field, RawCommand, field_str, field_u64, head, parse_action, read_object, write_command};
-use crate::session::{Cid, ClientEvent, GatewayReason, Liquidity, Login, LoginError, OrderInfo, Reply, Request};
-
-/// A line the server refuses before the engine: why, and what it can echo.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub struct RequestReject {
-    pub reason: GatewayReason,
-    pub order_id: Option<OrderId>,
-    pub cid: Option<Cid>,
-}
-
-impl RequestReject {
-    fn new(reason: GatewayReason) -> RequestReject {
-        RequestReject { reason, order_id: None, cid: None }
-    }
-}
+use crate::json::{
+    Field, RawCommand, field_str, field_u64, head, parse_action, read_object, write_command, write_event_fields,
+};
+use crate::session::{
+    Cid, ClientEvent, GatewayReason, Liquidity, Login, LoginError, OrderInfo, Refusal, Reply, Request,
+};
 
 fn gateway_reason(reason: RejectReason) -> GatewayReason {
     match reason {
@@ -40,8 +30,8 @@ fn gateway_reason(reason: RejectReason) -> GatewayReason {
 /// Reads one request line (without its newline). `session_user` stands in
 /// for a missing `user` on a command (a trader's commands are the
 /// session's anyway; the server decides).
-pub fn parse_request(line: &[u8], session_user: UserId) -> Result<Request, RequestReject> {
-    let malformed = RequestReject::new(GatewayReason::Malformed);
+pub fn parse_request(line: &[u8], session_user: UserId) -> Result<Request, Refusal> {
+    let malformed = Refusal::new(GatewayReason::Malformed);
     let mut raw = read_object(line).ok_or(malformed)?;
     let cid = match raw.cid {
         Field::Absent => None,
@@ -54,7 +44,7 @@ pub fn parse_request(line: &[u8], session_user: UserId) -> Result<Request, Reque
         b"orders" => return Ok(Request::Orders),
         b"logout" => return Ok(Request::Logout),
         b"new" | b"cancel" | b"modify" | b"mass_cancel" | b"halt" | b"resume" => {}
-        _ => return Err(RequestReject::new(GatewayReason::UnknownOp)),
+        _ => return Err(Refusal::new(GatewayReason::UnknownOp)),
     }
     if raw.user.is_absent() {
         raw.user = Field::Int(session_user as i128);
@@ -62,18 +52,18 @@ pub fn parse_request(line: &[u8], session_user: UserId) -> Result<Request, Reque
     // A cancel or modify may name its order by cid instead of order_id.
     if let (Some(cid), b"cancel" | b"modify", Field::Absent) = (cid, op, raw.order_id) {
         let user = raw.user.int().filter(|u| (0..=VALUE_MAX as i128).contains(u)).map(|u| u as UserId);
-        let Some(user) = user else { return Err(RequestReject { cid: Some(cid), ..malformed }) };
+        let Some(user) = user else { return Err(Refusal { cid: Some(cid), ..malformed }) };
         if op == b"cancel" {
             return Ok(Request::CancelCid { user, cid });
         }
         if raw.price.is_absent() && raw.qty.is_absent() {
-            return Err(RequestReject { cid: Some(cid), ..malformed });
+            return Err(Refusal { cid: Some(cid), ..malformed });
         }
         return Ok(Request::ModifyCid { user, cid, price: raw.price.amount(), qty: raw.qty.amount() });
     }
     match parse_action(&raw, 0) {
         Ok(action) => Ok(Request::Command { action, cid: if op == b"new" { cid } else { None } }),
-        Err(reject) => Err(RequestReject {
+        Err(reject) => Err(Refusal {
             reason: gateway_reason(reject.reason),
             order_id: reject.order_id.and_then(|id| u64::try_from(id).ok()),
             cid,
@@ -173,26 +163,14 @@ pub fn write_reply(out: &mut Vec<u8>, reply: &Reply) {
 
 fn write_client_event(out: &mut Vec<u8>, seq: u64, event: &ClientEvent) {
     match *event {
+        // SPEC's events, as `replay` writes them, and the cid.
         ClientEvent::Accepted { order_id, user, symbol, side, order_type, tif, qty, price, cid } => {
-            head(out, seq, "accepted");
-            field_u64(out, "order_id", order_id);
-            field_u64(out, "user", user);
-            field_str(out, "symbol", symbol.as_str());
-            field_str(out, "side", side.as_str());
-            field_str(out, "type", order_type.as_str());
-            field_str(out, "tif", tif.as_str());
-            field_u64(out, "qty", qty);
-            if let Some(price) = price {
-                field_u64(out, "price", price);
-            }
+            let kind = EventKind::Accepted { order_id, user, symbol, side, order_type, tif, qty, price };
+            write_event_fields(out, &Event { seq, kind });
             field_cid(out, cid);
         }
         ClientEvent::Rejected { reason, order_id, cid } => {
-            head(out, seq, "rejected");
-            field_str(out, "reason", reason.as_str());
-            if let Some(order_id) = order_id {
-                field_u64(out, "order_id", order_id);
-            }
+            write_event_fields(out, &Event { seq, kind: EventKind::Rejected { reason, order_id } });
             field_cid(out, cid);
         }
         ClientEvent::Fill { symbol, trade_id, price, qty, order_id, side, liquidity, remaining, cid } => {
@@ -222,14 +200,10 @@ fn write_client_event(out: &mut Vec<u8>, seq: u64, event: &ClientEvent) {
             field_cid(out, cid);
         }
         ClientEvent::MassCancelled { user, count } => {
-            head(out, seq, "mass_cancelled");
-            field_u64(out, "user", user);
-            field_u64(out, "count", count);
+            write_event_fields(out, &Event { seq, kind: EventKind::MassCancelled { user, count } });
         }
         ClientEvent::Status { symbol, status } => {
-            head(out, seq, "status");
-            field_str(out, "symbol", symbol.as_str());
-            field_str(out, "status", status.as_str());
+            write_event_fields(out, &Event { seq, kind: EventKind::Status { symbol, status } });
         }
     }
 }
@@ -283,6 +257,11 @@ pub fn write_request(out: &mut Vec<u8>, request: &Request) {
     }
 }
 
+/// The value of `all` whose name is `text`.
+fn word<T: Copy>(text: &str, all: &[T], name: fn(T) -> &'static str) -> Option<T> {
+    all.iter().copied().find(|&value| name(value) == text)
+}
+
 /// Reads one reply line (a client's side); `None` if it is not one.
 pub fn parse_reply(line: &[u8]) -> Option<Reply> {
     let value: Value = serde_json::from_slice(line).ok()?;
@@ -291,11 +270,7 @@ pub fn parse_reply(line: &[u8]) -> Option<Reply> {
     let int = |key: &str| object.get(key).and_then(Value::as_u64);
     let symbol = |key: &str| text(key).and_then(Symbol::new);
     let cid = || text("cid").and_then(Cid::new);
-    let side = |key: &str| match text(key)? {
-        "buy" => Some(Side::Buy),
-        "sell" => Some(Side::Sell),
-        _ => None,
-    };
+    let side = |key: &str| word(text(key)?, &[Side::Buy, Side::Sell], Side::as_str);
     let ev = text("ev")?;
     let Some(seq) = int("seq") else {
         return Some(match ev {
@@ -317,11 +292,7 @@ pub fn parse_reply(line: &[u8]) -> Option<Reply> {
                             order_id: o.get("order_id")?.as_u64()?,
                             cid: o.get("cid").and_then(Value::as_str).and_then(Cid::new),
                             symbol: Symbol::new(o.get("symbol")?.as_str()?)?,
-                            side: match o.get("side")?.as_str()? {
-                                "buy" => Side::Buy,
-                                "sell" => Side::Sell,
-                                _ => return None,
-                            },
+                            side: word(o.get("side")?.as_str()?, &[Side::Buy, Side::Sell], Side::as_str)?,
                             price: o.get("price")?.as_u64()?,
                             qty: o.get("qty")?.as_u64()?,
                         })
@@ -341,23 +312,14 @@ pub fn parse_reply(line: &[u8]) -> Option<Reply> {
             user: int("user")?,
             symbol: symbol("symbol")?,
             side: side("side")?,
-            order_type: match text("type")? {
-                "limit" => OrderType::Limit,
-                "market" => OrderType::Market,
-                _ => return None,
-            },
-            tif: match text("tif")? {
-                "gtc" => Tif::Gtc,
-                "ioc" => Tif::Ioc,
-                "fok" => Tif::Fok,
-                _ => return None,
-            },
+            order_type: word(text("type")?, &[OrderType::Limit, OrderType::Market], OrderType::as_str)?,
+            tif: word(text("tif")?, &[Tif::Gtc, Tif::Ioc, Tif::Fok], Tif::as_str)?,
             qty: int("qty")?,
             price: int("price"),
             cid: cid(),
         },
         "rejected" => ClientEvent::Rejected {
-            reason: RejectReason::ALL.into_iter().find(|r| r.as_str() == text("reason").unwrap_or(""))?,
+            reason: word(text("reason")?, &RejectReason::ALL, RejectReason::as_str)?,
             order_id: int("order_id"),
             cid: cid(),
         },
@@ -368,17 +330,13 @@ pub fn parse_reply(line: &[u8]) -> Option<Reply> {
             qty: int("qty")?,
             order_id: int("order_id")?,
             side: side("side")?,
-            liquidity: match text("liquidity")? {
-                "maker" => Liquidity::Maker,
-                "taker" => Liquidity::Taker,
-                _ => return None,
-            },
+            liquidity: word(text("liquidity")?, &[Liquidity::Maker, Liquidity::Taker], Liquidity::as_str)?,
             remaining: int("remaining")?,
             cid: cid(),
         },
         "cancelled" => ClientEvent::Cancelled {
             order_id: int("order_id")?,
-            reason: CancelReason::ALL.into_iter().find(|r| r.as_str() == text("reason").unwrap_or(""))?,
+            reason: word(text("reason")?, &CancelReason::ALL, CancelReason::as_str)?,
             remaining: int("remaining")?,
             cid: cid(),
         },
@@ -388,11 +346,7 @@ pub fn parse_reply(line: &[u8]) -> Option<Reply> {
         "mass_cancelled" => ClientEvent::MassCancelled { user: int("user")?, count: int("count")? },
         "status" => ClientEvent::Status {
             symbol: symbol("symbol")?,
-            status: match text("status")? {
-                "open" => TradingStatus::Open,
-                "halted" => TradingStatus::Halted,
-                _ => return None,
-            },
+            status: word(text("status")?, &[TradingStatus::Open, TradingStatus::Halted], TradingStatus::as_str)?,
         },
         _ => return None,
     };

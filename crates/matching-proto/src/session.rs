@@ -124,6 +124,36 @@ impl GatewayReason {
     }
 }
 
+/// A message refused before the engine, and what of it could be read, so
+/// that the rejection can echo it: the order id of a cancel or modify, the
+/// cid of a new order or of the order a cancel or modify names.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Refusal {
+    pub reason: GatewayReason,
+    pub order_id: Option<OrderId>,
+    pub cid: Option<Cid>,
+}
+
+impl Refusal {
+    pub fn new(reason: GatewayReason) -> Refusal {
+        Refusal { reason, order_id: None, cid: None }
+    }
+}
+
+impl std::fmt::Display for Refusal {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.reason.as_str())
+    }
+}
+
+impl std::error::Error for Refusal {}
+
+impl From<Refusal> for Reply {
+    fn from(refusal: Refusal) -> Reply {
+        Reply::Rejected { reason: refusal.reason, order_id: refusal.order_id, cid: refusal.cid }
+    }
+}
+
 /// Which side of a trade the receiver was on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash)]
 pub enum Liquidity {

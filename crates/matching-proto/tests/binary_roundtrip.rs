@@ -5,45 +5,21 @@
 //! byte, padding or absent value is ignored); a packet of the wrong length
 //! is refused.
 
-use matching_core::{Action, CancelReason, NewOrder, OrderType, RejectReason, Side, Stp, Symbol, Tif, TradingStatus};
+mod common;
+
+use common::{cid, order_type, side, symbol, text, tif};
+use matching_core::{Action, CancelReason, NewOrder, RejectReason, Stp, TradingStatus};
 use matching_proto::binary::{
     CLIENT_PACKET_LEN_MAX, ClientMessage, SERVER_PACKET_LEN_MAX, ServerMessage, decode_client, decode_server,
     encode_client, encode_server, frame_len,
 };
-use matching_proto::session::{
-    Cid, ClientEvent, GatewayReason, Liquidity, Login, LoginError, OrderInfo, Reply, Request,
-};
+use matching_proto::session::{ClientEvent, GatewayReason, Liquidity, Login, LoginError, OrderInfo, Reply, Request};
 use proptest::collection::vec;
 use proptest::option;
 use proptest::prelude::*;
 use proptest::sample::{Index, select};
 
 // ----- strategies -----
-
-fn symbol() -> impl Strategy<Value = Symbol> {
-    "[A-Za-z0-9._/-]{1,32}".prop_map(|name| Symbol::new(&name).unwrap())
-}
-
-fn cid() -> impl Strategy<Value = Cid> {
-    "[A-Za-z0-9._:-]{1,20}".prop_map(|text| Cid::new(&text).unwrap())
-}
-
-fn side() -> impl Strategy<Value = Side> {
-    select(vec![Side::Buy, Side::Sell])
-}
-
-fn order_type() -> impl Strategy<Value = OrderType> {
-    select(vec![OrderType::Limit, OrderType::Market])
-}
-
-fn tif() -> impl Strategy<Value = Tif> {
-    select(vec![Tif::Gtc, Tif::Ioc, Tif::Fok])
-}
-
-/// Any text of at most `chars` characters (up to 4 bytes each).
-fn text(chars: usize) -> impl Strategy<Value = String> {
-    vec(any::<char>(), 0..=chars).prop_map(String::from_iter)
-}
 
 fn login() -> impl Strategy<Value = Login> {
     (any::<u64>(), text(16), any::<bool>(), option::of(any::<u64>())).prop_map(

@@ -3,33 +3,16 @@
 //! back as itself on the client, and any bytes parse to a request or a
 //! rejection, never a panic.
 
-use matching_core::{
-    Action, CancelReason, NewOrder, OrderType, RejectReason, Side, Stp, Symbol, Tif, TradingStatus, VALUE_MAX,
-};
+mod common;
+
+use common::{cid, side, symbol, text, tif};
+use matching_core::{Action, CancelReason, NewOrder, OrderType, RejectReason, Stp, TradingStatus, VALUE_MAX};
 use matching_proto::json_session::{parse_reply, parse_request, write_reply, write_request};
-use matching_proto::session::{
-    Cid, ClientEvent, GatewayReason, Liquidity, Login, LoginError, OrderInfo, Reply, Request,
-};
+use matching_proto::session::{ClientEvent, GatewayReason, Liquidity, Login, LoginError, OrderInfo, Reply, Request};
 use proptest::collection::vec;
 use proptest::option;
 use proptest::prelude::*;
 use proptest::sample::select;
-
-fn symbol() -> impl Strategy<Value = Symbol> {
-    "[A-Za-z0-9._/-]{1,32}".prop_map(|name| Symbol::new(&name).unwrap())
-}
-
-fn cid() -> impl Strategy<Value = Cid> {
-    "[A-Za-z0-9._:-]{1,20}".prop_map(|text| Cid::new(&text).unwrap())
-}
-
-fn side() -> impl Strategy<Value = Side> {
-    select(vec![Side::Buy, Side::Sell])
-}
-
-fn tif() -> impl Strategy<Value = Tif> {
-    select(vec![Tif::Gtc, Tif::Ioc, Tif::Fok])
-}
 
 /// What a JSON integer field of SPEC's holds: `[1, 2^53 - 1]`.
 fn amount() -> impl Strategy<Value = u64> {
@@ -38,10 +21,6 @@ fn amount() -> impl Strategy<Value = u64> {
 
 fn user() -> impl Strategy<Value = u64> {
     0..=VALUE_MAX
-}
-
-fn text(chars: usize) -> impl Strategy<Value = String> {
-    vec(any::<char>(), 0..=chars).prop_map(String::from_iter)
 }
 
 fn new_order() -> impl Strategy<Value = NewOrder> {

@@ -4,7 +4,7 @@
 use std::io;
 
 use matching_proto::binary::{ClientMessage, ServerMessage, decode_client, encode_server, frame_len};
-use matching_proto::session::{Reply, Request};
+use matching_proto::session::{Refusal, Reply, Request};
 use tokio::net::TcpStream;
 
 use crate::session::{Incoming, Transport};
@@ -39,14 +39,14 @@ impl Binary {
                 Some(match decode_client(packet) {
                     Ok(ClientMessage::Request(request)) => Incoming::Request(request),
                     Ok(ClientMessage::Heartbeat) => Incoming::Heartbeat,
-                    Err(error) => Incoming::Refused { reason: error.reason, order_id: error.order_id, cid: error.cid },
+                    Err(refusal) => Incoming::Refused(refusal),
                 })
             }
             Ok(None) => None,
             Err(error) => {
                 // The length cannot be trusted, so neither can anything after it.
                 self.broken = true;
-                Some(Incoming::Refused { reason: error.reason(), order_id: None, cid: None })
+                Some(Incoming::Refused(Refusal::new(error.reason())))
             }
         }
     }

@@ -24,7 +24,7 @@ use std::sync::{Arc, OnceLock};
 use std::thread::Thread;
 
 use matching_core::{Action, Event, EventKind, OrderId, Price, Qty, Seq, Side, Symbol, Trade, UserId};
-use matching_pipeline::{Answer, Engine, EventReader, Output, Query, RecoveredEvent, RecoveredEvents, Stopped};
+use matching_pipeline::{Answer, Engine, EventReader, Output, Query, Recent, RecoveredEvent, RecoveredEvents, Stopped};
 use matching_proto::session::{Cid, ClientEvent, GatewayReason, Liquidity, OrderInfo, Reply, Request};
 use tokio::sync::{Notify, mpsc};
 
@@ -163,39 +163,9 @@ struct Live {
 }
 
 /// The last events of every user, in `seq` order, within a bound: what a
-/// login's `resume_after` replays. Kept in memory: a restart starts it
-/// empty (`floor` is then where the engine recovered to).
-struct History {
-    events: VecDeque<(Seq, UserId, ClientEvent)>,
-    capacity: usize,
-    /// Every user event with a `seq` above this is kept.
-    floor: Seq,
-}
-
-impl History {
-    fn new(capacity: usize, floor: Seq) -> History {
-        History { events: VecDeque::with_capacity(capacity.min(1 << 16)), capacity, floor }
-    }
-
-    fn push(&mut self, seq: Seq, user: UserId, event: ClientEvent) {
-        if self.capacity == 0 {
-            self.floor = seq;
-            return;
-        }
-        if self.events.len() == self.capacity
-            && let Some((dropped, _, _)) = self.events.pop_front()
-        {
-            self.floor = self.floor.max(dropped);
-        }
-        self.events.push_back((seq, user, event));
-    }
-
-    /// `user`'s events after `after`, in order.
-    fn of(&self, user: UserId, after: Seq) -> impl Iterator<Item = (Seq, ClientEvent)> + '_ {
-        let from = self.events.partition_point(|(seq, _, _)| *seq <= after);
-        self.events.range(from..).filter(move |(_, u, _)| *u == user).map(|(seq, _, event)| (*seq, *event))
-    }
-}
+/// login's `resume_after` replays (in memory; after a restart, rebuilt from
+/// what recovery replayed).
+type History = Recent<(UserId, ClientEvent)>;
 
 /// A trade as each side sees it: `(maker's user, maker's fill)`, then the taker's.
 fn fills(trade: &Trade, maker_cid: Option<Cid>, taker_cid: Option<Cid>) -> [(UserId, ClientEvent); 2] {
@@ -227,27 +197,24 @@ fn fills(trade: &Trade, maker_cid: Option<Cid>, taker_cid: Option<Cid>) -> [(Use
 /// its owner saw it, with the cids of the orders (`kept`: those of the
 /// orders resting at the snapshot).
 fn recovered_history(recovered: &RecoveredEvents, kept: &[(OrderId, UserId, Cid)], capacity: usize) -> History {
-    let mut history = History::new(capacity, recovered.complete_after);
+    let mut history = History::new(capacity, recovered.complete_after());
     let mut cid_of: FxHashMap<OrderId, Cid> = kept.iter().map(|&(order_id, _, cid)| (order_id, cid)).collect();
-    for &RecoveredEvent { event, user: commander, cid } in &recovered.events {
+    for &(_, RecoveredEvent { event, user: commander, cid }) in recovered.iter() {
         let seq = event.seq;
         match event.kind {
             EventKind::Accepted { order_id, user, symbol, side, order_type, tif, qty, price } => {
                 if let Some(cid) = cid {
                     cid_of.insert(order_id, cid);
                 }
-                history.push(
-                    seq,
-                    user,
-                    ClientEvent::Accepted { order_id, user, symbol, side, order_type, tif, qty, price, cid },
-                );
+                let accepted = ClientEvent::Accepted { order_id, user, symbol, side, order_type, tif, qty, price, cid };
+                history.push(seq, (user, accepted));
             }
             EventKind::Rejected { reason, order_id } => {
                 let cid = match order_id {
                     Some(order_id) => cid_of.get(&order_id).copied(),
                     None => cid,
                 };
-                history.push(seq, commander, ClientEvent::Rejected { reason, order_id, cid });
+                history.push(seq, (commander, ClientEvent::Rejected { reason, order_id, cid }));
             }
             EventKind::Trade(trade) => {
                 let sides = fills(
@@ -259,22 +226,22 @@ fn recovered_history(recovered: &RecoveredEvents, kept: &[(OrderId, UserId, Cid)
                     if let ClientEvent::Fill { order_id, remaining: 0, .. } = fill {
                         cid_of.remove(&order_id);
                     }
-                    history.push(seq, user, fill);
+                    history.push(seq, (user, fill));
                 }
             }
             EventKind::Cancelled { order_id, user, reason, remaining, .. } => {
                 let cid = cid_of.remove(&order_id);
-                history.push(seq, user, ClientEvent::Cancelled { order_id, reason, remaining, cid });
+                history.push(seq, (user, ClientEvent::Cancelled { order_id, reason, remaining, cid }));
             }
             EventKind::Modified { order_id, user, price, qty, .. } => {
                 let cid = cid_of.get(&order_id).copied();
-                history.push(seq, user, ClientEvent::Modified { order_id, price, qty, cid });
+                history.push(seq, (user, ClientEvent::Modified { order_id, price, qty, cid }));
             }
             EventKind::MassCancelled { user, count } => {
-                history.push(seq, commander, ClientEvent::MassCancelled { user, count });
+                history.push(seq, (commander, ClientEvent::MassCancelled { user, count }));
             }
             EventKind::Status { symbol, status } => {
-                history.push(seq, commander, ClientEvent::Status { symbol, status })
+                history.push(seq, (commander, ClientEvent::Status { symbol, status }))
             }
         }
     }
@@ -294,9 +261,8 @@ fn encode_cids(routes: &Routes) -> Vec<u8> {
     for (order_id, user, cid) in entries {
         out.extend_from_slice(&order_id.to_le_bytes());
         out.extend_from_slice(&user.to_le_bytes());
-        out.push(cid.as_bytes().len() as u8);
-        let mut padded = [0u8; matching_core::CID_LEN_MAX];
-        padded[..cid.as_bytes().len()].copy_from_slice(cid.as_bytes());
+        let (len, padded) = cid.padded();
+        out.push(len);
         out.extend_from_slice(&padded);
     }
     out
@@ -310,8 +276,7 @@ fn decode_cids(annex: &[u8]) -> Vec<(OrderId, UserId, Cid)> {
         .filter_map(|entry| {
             let order_id = u64::from_le_bytes(entry[0..8].try_into().ok()?);
             let user = u64::from_le_bytes(entry[8..16].try_into().ok()?);
-            let len = usize::from(entry[16]);
-            let cid = Cid::from_bytes(entry.get(17..17 + len)?)?;
+            let cid = Cid::from_padded(entry[16], entry[17..].try_into().ok()?)?;
             Some((order_id, user, cid))
         })
         .collect()
@@ -622,11 +587,7 @@ impl Routes {
             Action::MassCancel { .. } => Kind::MassCancel,
             _ => Kind::Other,
         };
-        let user = match action {
-            Action::New(order) => order.user,
-            Action::Cancel { user, .. } | Action::Modify { user, .. } | Action::MassCancel { user, .. } => user,
-            Action::Halt { .. } | Action::Resume { .. } => me,
-        };
+        let user = action.user().unwrap_or(me);
         self.pending.push_back(Pending { seq, session: Some(session), user, cid: new_cid, kind, answered: false });
         Some((action, new_cid.map(|(_, cid)| cid)))
     }
@@ -635,11 +596,12 @@ impl Routes {
     /// `resume_done`; or `resume_too_old` if some are no longer kept. Live
     /// events follow, so each event reaches it exactly once.
     fn resume(&mut self, session: SessionId, user: UserId, after: Seq, last_seq: Seq) {
-        if after < self.history.floor {
-            let oldest = self.history.floor;
+        if after < self.history.complete_after() {
+            let oldest = self.history.complete_after();
             return self.send(session, Reply::ResumeTooOld { oldest }, false);
         }
-        let missed: Vec<(Seq, ClientEvent)> = self.history.of(user, after).collect();
+        let missed: Vec<(Seq, ClientEvent)> =
+            self.history.after(after).filter(|(_, (u, _))| *u == user).map(|&(seq, (_, event))| (seq, event)).collect();
         for (seq, event) in missed {
             self.send(session, Reply::Event { seq, event }, false);
         }
@@ -729,7 +691,7 @@ impl Routes {
         let owner = self.pending.front().filter(|p| p.seq == seq).map(|p| p.user);
         let answer = |routes: &mut Routes, event: ClientEvent| {
             if let Some(user) = owner {
-                routes.history.push(seq, user, event);
+                routes.history.push(seq, (user, event));
             }
             if let Some(session) = origin {
                 routes.send(session, Reply::Event { seq, event }, answering.is_some());
@@ -767,14 +729,14 @@ impl Routes {
                     if remaining == 0 {
                         self.forget(order_id);
                     }
-                    self.history.push(seq, user, fill);
+                    self.history.push(seq, (user, fill));
                     self.send_user(user, None, || Reply::Event { seq, event: fill });
                 }
             }
             EventKind::Cancelled { order_id, user, reason, remaining, .. } => {
                 let cid = self.forget(order_id);
                 let event = ClientEvent::Cancelled { order_id, reason, remaining, cid };
-                self.history.push(seq, user, event);
+                self.history.push(seq, (user, event));
                 self.send_user(user, answering, || Reply::Event { seq, event });
             }
             EventKind::Modified { order_id, price, qty, .. } => {

@@ -4,7 +4,7 @@ use std::io;
 
 use matching_core::UserId;
 use matching_proto::json_session::{parse_request, write_reply};
-use matching_proto::session::{GatewayReason, Reply, Request};
+use matching_proto::session::{GatewayReason, Refusal, Reply, Request};
 use tokio::net::TcpStream;
 
 use crate::session::{Incoming, Transport};
@@ -60,14 +60,12 @@ impl JsonLines {
             return Some(message);
         }
         Some(match self.next_line()? {
-            Err(()) => Incoming::Refused { reason: GatewayReason::TooLong, order_id: None, cid: None },
+            Err(()) => Incoming::Refused(Refusal::new(GatewayReason::TooLong)),
             Ok((from, to)) => {
                 let line = &self.io.input[from..to];
                 match parse_request(line.strip_suffix(b"\r").unwrap_or(line), self.user) {
                     Ok(request) => Incoming::Request(request),
-                    Err(reject) => {
-                        Incoming::Refused { reason: reject.reason, order_id: reject.order_id, cid: reject.cid }
-                    }
+                    Err(refusal) => Incoming::Refused(refusal),
                 }
             }
         })

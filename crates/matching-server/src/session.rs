@@ -22,7 +22,7 @@ use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use matching_core::UserId;
-use matching_proto::session::{GatewayReason, LoginError, Reply, Request};
+use matching_proto::session::{GatewayReason, LoginError, Refusal, Reply, Request};
 use tokio::sync::{mpsc, watch};
 use tokio::time::timeout;
 
@@ -36,11 +36,7 @@ pub(crate) enum Incoming {
     /// A binary heartbeat: the client is alive.
     Heartbeat,
     /// Something that is not a request, and why (echoing what it could read).
-    Refused {
-        reason: GatewayReason,
-        order_id: Option<u64>,
-        cid: Option<matching_proto::session::Cid>,
-    },
+    Refused(Refusal),
 }
 
 /// One encoding over one connection.
@@ -294,12 +290,12 @@ async fn serve<T: Transport>(
                 let request = match incoming {
                     Ok(None) | Err(_) => return None,
                     Ok(Some(Incoming::Heartbeat)) => continue,
-                    Ok(Some(Incoming::Refused { reason, order_id, cid })) => {
+                    Ok(Some(Incoming::Refused(refusal))) => {
                         refused_in_a_row += 1;
                         if refused_in_a_row >= REFUSED_IN_A_ROW_MAX {
                             return Some(format!("{refused_in_a_row} messages in a row that are not requests"));
                         }
-                        transport.encode(&Reply::Rejected { reason, order_id, cid });
+                        transport.encode(&refusal.into());
                         if transport.flush().await.is_err() {
                             return None;
                         }

@@ -12,7 +12,7 @@ use axum::response::Response;
 use axum::routing::get;
 use matching_core::UserId;
 use matching_proto::json_session::{parse_request, write_reply};
-use matching_proto::session::{GatewayReason, Reply};
+use matching_proto::session::{GatewayReason, Refusal, Reply};
 
 use crate::session::{self, Context, Incoming, Transport};
 
@@ -50,12 +50,12 @@ impl Transport for WsJson {
                 // Answered by the WebSocket layer.
                 Message::Ping(_) | Message::Pong(_) => continue,
                 Message::Binary(_) => {
-                    return Ok(Some(Incoming::Refused { reason: GatewayReason::Malformed, order_id: None, cid: None }));
+                    return Ok(Some(Incoming::Refused(Refusal::new(GatewayReason::Malformed))));
                 }
             };
             return Ok(Some(match parse_request(text.as_bytes(), self.user) {
                 Ok(request) => Incoming::Request(request),
-                Err(reject) => Incoming::Refused { reason: reject.reason, order_id: reject.order_id, cid: reject.cid },
+                Err(refusal) => Incoming::Refused(refusal),
             }));
         }
     }
