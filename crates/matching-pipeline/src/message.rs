@@ -1,6 +1,6 @@
 //! What travels on the rings.
 
-use matching_core::{BookState, Command, Event, Price, RestingOrder, Symbol};
+use matching_core::{BookState, Command, Event, Price, RestingOrder, Symbol, TradingStatus};
 
 /// Sequencer → shard.
 #[derive(Clone, Copy, Debug)]
@@ -64,6 +64,7 @@ pub type DepthLevel = (Price, u128, u32);
 pub enum Answer {
     Best { bid: Option<(Price, u128)>, ask: Option<(Price, u128)> },
     Depth { bids: Vec<DepthLevel>, asks: Vec<DepthLevel> },
-    Book { bids: Vec<RestingOrder>, asks: Vec<RestingOrder> },
+    /// `status`: whether the symbol trades or is halted (a symbol with no book trades).
+    Book { bids: Vec<RestingOrder>, asks: Vec<RestingOrder>, status: TradingStatus },
     State(Vec<BookState>),
 }

@@ -10,7 +10,7 @@
 use std::sync::Arc;
 use std::sync::mpsc::SyncSender;
 
-use matching_core::{Event, EventSink, Exchange, Side};
+use matching_core::{Event, EventSink, Exchange, Side, TradingStatus};
 use rtrb::{Consumer, Producer};
 
 use crate::message::{Answer, Answering, Query, ShardInput, ShardOutput};
@@ -157,9 +157,13 @@ fn answer(exchange: &Exchange, query: &Query) -> Answer {
         },
         Query::Book(symbol) => match exchange.book(&symbol) {
             Some(book) => {
-                Answer::Book { bids: book.orders(Side::Buy).collect(), asks: book.orders(Side::Sell).collect() }
+                Answer::Book {
+                    bids: book.orders(Side::Buy).collect(),
+                    asks: book.orders(Side::Sell).collect(),
+                    status: book.status(),
+                }
             }
-            None => Answer::Book { bids: Vec::new(), asks: Vec::new() },
+            None => Answer::Book { bids: Vec::new(), asks: Vec::new(), status: TradingStatus::Open },
         },
         Query::State => Answer::State(exchange.book_states()),
     }

@@ -393,7 +393,11 @@ struct Concrete {
 fn answers(exchange: &Exchange, symbol: Symbol, levels: usize) -> (Answer, Answer, Answer) {
     match exchange.book(&symbol) {
         Some(book) => (
-            Answer::Book { bids: book.orders(Side::Buy).collect(), asks: book.orders(Side::Sell).collect() },
+            Answer::Book {
+                bids: book.orders(Side::Buy).collect(),
+                asks: book.orders(Side::Sell).collect(),
+                status: book.status(),
+            },
             Answer::Best { bid: book.best_bid(), ask: book.best_ask() },
             Answer::Depth {
                 bids: book.depth(Side::Buy).take(levels).collect(),
@@ -401,7 +405,7 @@ fn answers(exchange: &Exchange, symbol: Symbol, levels: usize) -> (Answer, Answe
             },
         ),
         None => (
-            Answer::Book { bids: Vec::new(), asks: Vec::new() },
+            Answer::Book { bids: Vec::new(), asks: Vec::new(), status: TradingStatus::Open },
             Answer::Best { bid: None, ask: None },
             Answer::Depth { bids: Vec::new(), asks: Vec::new() },
         ),

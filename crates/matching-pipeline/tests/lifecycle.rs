@@ -12,7 +12,7 @@ use std::time::Duration;
 use common::{
     Item, encode_shards, first_difference, limit, mixed_stream, oracle, run_engine, small_exchange, sym, with_timeout,
 };
-use matching_core::{Action, Config, Event, EventKind, Exchange, RejectReason, Seq, Side, Symbol};
+use matching_core::{Action, Config, Event, EventKind, Exchange, RejectReason, Seq, Side, Symbol, TradingStatus};
 use matching_pipeline::{Answer, Engine, EngineConfig, Output, Query, SHARDS_MAX, StartError, WaitStrategy};
 
 static ENGINES: Mutex<()> = Mutex::new(());
@@ -245,7 +245,7 @@ fn queries_on_an_unknown_symbol_answer_empty() {
     guarded("queries_on_an_unknown_symbol_answer_empty", || {
         let (engine, reader) = Engine::<u32>::start(config(4)).expect("start");
         let reader = common::drain(reader);
-        let empty_book = Answer::Book { bids: Vec::new(), asks: Vec::new() };
+        let empty_book = Answer::Book { bids: Vec::new(), asks: Vec::new(), status: TradingStatus::Open };
         let empty_best = Answer::Best { bid: None, ask: None };
         let empty_depth = Answer::Depth { bids: Vec::new(), asks: Vec::new() };
         // A fresh engine: no books at all, the state of an empty exchange.

@@ -267,7 +267,7 @@ fn query_and_check(engine: &Engine<u32>, expect: &Expected, round: u64, k: Seq) 
         return Ok(());
     }
     match answer.expect("an answer") {
-        Answer::Book { bids, asks } => {
+        Answer::Book { bids, asks, .. } => {
             let fp = side_fingerprint(expect, s, Side::Buy, &bids)? ^ side_fingerprint(expect, s, Side::Sell, &asks)?;
             if !in_effect(&expect.fingerprints[s], k, hi).any(|&want| want == fp) {
                 return Err(format!(

@@ -13,3 +13,5 @@ pub mod binary;
 pub mod json;
 pub mod json_session;
 pub mod session;
+pub mod feed;
+pub mod json_md;

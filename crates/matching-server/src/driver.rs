@@ -354,7 +354,7 @@ impl Driver {
         };
         if let Answer::State(books) = engine.query(Query::State)? {
             for book in books {
-                if let Answer::Book { bids, asks } = engine.query(Query::Book(book.symbol))? {
+                if let Answer::Book { bids, asks, .. } = engine.query(Query::Book(book.symbol))? {
                     for order in bids.iter().chain(&asks) {
                         routes.rest(
                             order.order_id,

@@ -1,0 +1,23 @@
+//! Market data: the order-by-order feed derived from the engine's events.
+//!
+//! - [`Publisher`] turns the engine's events (in `seq` order, durable) into
+//!   feed messages (`matching_proto::feed`), deterministically, and keeps
+//!   the book they describe.
+//! - [`FeedBook`] is that book: applying the feed's messages rebuilds it
+//!   (a feed client does exactly that), with its aggregated levels and
+//!   their checksum; [`view_updates`] turns a level change into the
+//!   JSON `level` updates a subscriber of the best N levels hears.
+//!
+//! No I/O here: the server sends what the publisher writes, the client
+//! feeds what it receives to a [`FeedBook`].
+
+#![deny(unsafe_code)]
+
+mod book;
+mod publisher;
+
+pub use book::{FeedBook, FeedBookError, FeedOrder, LevelChange, view_updates};
+pub use publisher::{Publisher, Sink};
+
+#[cfg(test)]
+mod tests;
