@@ -21,8 +21,16 @@
 //! `seq`). [`Client::split`] gives a sending half and a receiving half for
 //! two tasks. The binary encoding is the default (and faster); JSON is the
 //! same session, one object per line.
+//!
+//! [`feed::FeedClient`] is the other side of the house: it keeps the book of
+//! every symbol from the public market-data feed (MoldUDP64 over UDP, with
+//! re-requests and snapshots).
 
 #![deny(unsafe_code)]
+
+pub mod feed;
+
+pub mod public;
 
 use std::io;
 use std::net::SocketAddr;

@@ -9,7 +9,7 @@ use anyhow::Context;
 use matching_journal::storage::FsStorage;
 use matching_pipeline::{Durability, EngineConfig, FsyncPolicy, WaitStrategy};
 use matching_server::users::{Role, Users, add_user};
-use matching_server::{Auth, Limits, ServerConfig};
+use matching_server::{Auth, Limits, MdConfig, ServerConfig};
 
 #[derive(clap::Args)]
 pub struct Args {
@@ -62,6 +62,29 @@ pub struct Args {
     /// Seconds a connection has to log in.
     #[arg(long, default_value_t = Limits::default().login_timeout.as_secs_f64())]
     login_timeout: f64,
+    /// Where the order-by-order feed (MoldUDP64 over UDP) is sent: a
+    /// multicast group, or a listener's address; repeat it to send every
+    /// packet to several listeners.
+    #[arg(long = "feed-addr", default_value = "127.0.0.1:7710")]
+    feed_addrs: Vec<SocketAddr>,
+    /// The feed's re-request server (UDP).
+    #[arg(long, default_value_t = MdConfig::default().rerequest_addr)]
+    feed_rerequest_addr: SocketAddr,
+    /// The feed's snapshot service (TCP): a symbol's book at a feed sequence number.
+    #[arg(long, default_value_t = MdConfig::default().snapshot_addr)]
+    feed_snapshot_addr: SocketAddr,
+    /// Milliseconds without a feed packet before a heartbeat goes out.
+    #[arg(long, default_value_t = MdConfig::default().heartbeat.as_millis() as u64)]
+    feed_heartbeat_ms: u64,
+    /// Feed messages kept in memory for re-requests (about 48 bytes each).
+    #[arg(long, default_value_t = MdConfig::default().window)]
+    feed_window: usize,
+    /// Market-data messages queued for one WebSocket before it is conflated or cut off.
+    #[arg(long, default_value_t = MdConfig::default().queue)]
+    md_queue: usize,
+    /// Run without market data: no feed, and the public channels are refused.
+    #[arg(long)]
+    no_market_data: bool,
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
@@ -106,10 +129,23 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         auth,
         limits,
         io_threads: args.io_threads,
+        market_data: (!args.no_market_data).then_some(MdConfig {
+            feed_addrs: args.feed_addrs,
+            rerequest_addr: args.feed_rerequest_addr,
+            snapshot_addr: args.feed_snapshot_addr,
+            heartbeat: std::time::Duration::from_millis(args.feed_heartbeat_ms.clamp(1, 60_000)),
+            window: args.feed_window,
+            queue: args.md_queue.max(16),
+            ..MdConfig::default()
+        }),
     };
     matching_server::run(config, |bound| {
         // One line on stdout for whoever started us (tests, scripts): where we listen.
-        println!("listening binary={} json={} http={}", bound.binary, bound.json, bound.http);
+        let mut line = format!("listening binary={} json={} http={}", bound.binary, bound.json, bound.http);
+        if let Some(md) = bound.md {
+            line.push_str(&format!(" rerequest={} snapshot={}", md.rerequest, md.snapshot));
+        }
+        println!("{line}");
     })?;
     Ok(())
 }

@@ -392,7 +392,12 @@ fn unknown(order_id: u64) -> FeedBookError {
 /// message's checksum is that of the book *before* the change (a level
 /// entering the view, sent before the one that left it; see
 /// `docs/PROTOCOL.md`).
-pub fn view_updates(book: &FeedBook, change: &LevelChange, depth: Option<usize>, out: &mut Vec<(Side, u64, u128, bool)>) {
+pub fn view_updates(
+    book: &FeedBook,
+    change: &LevelChange,
+    depth: Option<usize>,
+    out: &mut Vec<(Side, u64, u128, bool)>,
+) {
     let LevelChange { locate, side, price, before, after } = *change;
     let Some(depth) = depth else {
         out.push((side, price, after, false));

@@ -8,8 +8,8 @@
 //! [`Publisher::end_command`] (or the first event of the next command)
 //! decides whether the incoming order rests.
 
-use matching_core::{EventKind, OrderType, Seq, Side, Symbol, Tif, TradingStatus};
 use matching_core::{Event, RestingOrder};
+use matching_core::{EventKind, OrderType, Seq, Side, Symbol, Tif, TradingStatus};
 use matching_proto::feed::{FeedMessage, SystemCode};
 
 use crate::book::{FeedBook, LevelChange};
@@ -226,7 +226,14 @@ impl Publisher {
             let Some((locate, _)) = self.book.order(incoming.order_id) else { return };
             let order_id = incoming.order_id;
             let message = if rests {
-                FeedMessage::OrderReplace { locate, seq, order_id, new_order_id: order_id, qty: incoming.remaining, price }
+                FeedMessage::OrderReplace {
+                    locate,
+                    seq,
+                    order_id,
+                    new_order_id: order_id,
+                    qty: incoming.remaining,
+                    price,
+                }
             } else {
                 FeedMessage::OrderDelete { locate, seq, order_id }
             };
@@ -243,6 +250,11 @@ impl Publisher {
             };
             self.emit(add, sink);
         }
+    }
+
+    /// The command whose events are coming in (its messages may not all be out).
+    pub fn in_progress(&self) -> Option<Seq> {
+        self.current
     }
 
     /// `(locate, symbol)` of every symbol named in this session.

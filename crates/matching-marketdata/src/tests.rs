@@ -87,10 +87,32 @@ impl Sink for Client {
 
 #[derive(Clone, Debug)]
 enum Op {
-    New { user: u64, symbol: usize, side: Side, market: bool, price: u64, qty: u64, tif: Tif, post_only: bool, stp: Stp },
-    Cancel { user: u64, pick: usize },
-    Modify { user: u64, pick: usize, price: Option<u64>, qty: Option<u64> },
-    MassCancel { user: u64, symbol: Option<usize>, side: Option<Side> },
+    New {
+        user: u64,
+        symbol: usize,
+        side: Side,
+        market: bool,
+        price: u64,
+        qty: u64,
+        tif: Tif,
+        post_only: bool,
+        stp: Stp,
+    },
+    Cancel {
+        user: u64,
+        pick: usize,
+    },
+    Modify {
+        user: u64,
+        pick: usize,
+        price: Option<u64>,
+        qty: Option<u64>,
+    },
+    MassCancel {
+        user: u64,
+        symbol: Option<usize>,
+        side: Option<Side>,
+    },
     Halt(usize),
     Resume(usize),
 }

@@ -62,9 +62,19 @@ pub type DepthLevel = (Price, u128, u32);
 /// The answer to a [`Query`].
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Answer {
-    Best { bid: Option<(Price, u128)>, ask: Option<(Price, u128)> },
-    Depth { bids: Vec<DepthLevel>, asks: Vec<DepthLevel> },
+    Best {
+        bid: Option<(Price, u128)>,
+        ask: Option<(Price, u128)>,
+    },
+    Depth {
+        bids: Vec<DepthLevel>,
+        asks: Vec<DepthLevel>,
+    },
     /// `status`: whether the symbol trades or is halted (a symbol with no book trades).
-    Book { bids: Vec<RestingOrder>, asks: Vec<RestingOrder>, status: TradingStatus },
+    Book {
+        bids: Vec<RestingOrder>,
+        asks: Vec<RestingOrder>,
+        status: TradingStatus,
+    },
     State(Vec<BookState>),
 }

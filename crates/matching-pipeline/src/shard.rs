@@ -156,13 +156,11 @@ fn answer(exchange: &Exchange, query: &Query) -> Answer {
             None => Answer::Depth { bids: Vec::new(), asks: Vec::new() },
         },
         Query::Book(symbol) => match exchange.book(&symbol) {
-            Some(book) => {
-                Answer::Book {
-                    bids: book.orders(Side::Buy).collect(),
-                    asks: book.orders(Side::Sell).collect(),
-                    status: book.status(),
-                }
-            }
+            Some(book) => Answer::Book {
+                bids: book.orders(Side::Buy).collect(),
+                asks: book.orders(Side::Sell).collect(),
+                status: book.status(),
+            },
             None => Answer::Book { bids: Vec::new(), asks: Vec::new(), status: TradingStatus::Open },
         },
         Query::State => Answer::State(exchange.book_states()),

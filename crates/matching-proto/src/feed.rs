@@ -209,13 +209,9 @@ impl FeedMessage {
                 let side = r.side()?;
                 FeedMessage::AddOrder { locate, seq, order_id, side, qty: r.u64()?, price: r.u64()? }
             }
-            b'E' => FeedMessage::OrderExecuted {
-                locate,
-                seq,
-                order_id: r.u64()?,
-                qty: r.u64()?,
-                match_number: r.u64()?,
-            },
+            b'E' => {
+                FeedMessage::OrderExecuted { locate, seq, order_id: r.u64()?, qty: r.u64()?, match_number: r.u64()? }
+            }
             b'X' => FeedMessage::OrderCancel { locate, seq, order_id: r.u64()?, qty: r.u64()? },
             b'D' => FeedMessage::OrderDelete { locate, seq, order_id: r.u64()? },
             b'U' => FeedMessage::OrderReplace {
@@ -257,7 +253,10 @@ pub enum FeedDecodeError {
     /// Fewer bytes than the layout.
     Truncated,
     /// More or fewer bytes than the message of this type.
-    Length { kind: u8, len: usize },
+    Length {
+        kind: u8,
+        len: usize,
+    },
     UnknownType(u8),
     BadValue(&'static str),
 }

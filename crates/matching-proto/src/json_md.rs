@@ -56,8 +56,15 @@ pub const DEPTH_MAX: usize = 1000;
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MdRequest {
     /// `depth` (book only): the best `depth` levels of each side; `None`: all.
-    Subscribe { channel: Channel, symbol: Symbol, depth: Option<usize> },
-    Unsubscribe { channel: Channel, symbol: Symbol },
+    Subscribe {
+        channel: Channel,
+        symbol: Symbol,
+        depth: Option<usize>,
+    },
+    Unsubscribe {
+        channel: Channel,
+        symbol: Symbol,
+    },
 }
 
 /// Why a market-data request is refused (the text of `reason`).
@@ -73,10 +80,12 @@ pub enum MdError {
     NotSubscribed,
     /// The connection has as many subscriptions as it may.
     TooManySubscriptions,
+    /// The server runs without market data.
+    Unavailable,
 }
 
 impl MdError {
-    pub const ALL: [MdError; 7] = [
+    pub const ALL: [MdError; 8] = [
         MdError::Malformed,
         MdError::UnknownChannel,
         MdError::InvalidSymbol,
@@ -84,6 +93,7 @@ impl MdError {
         MdError::AlreadySubscribed,
         MdError::NotSubscribed,
         MdError::TooManySubscriptions,
+        MdError::Unavailable,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -95,6 +105,7 @@ impl MdError {
             MdError::AlreadySubscribed => "already_subscribed",
             MdError::NotSubscribed => "not_subscribed",
             MdError::TooManySubscriptions => "too_many_subscriptions",
+            MdError::Unavailable => "unavailable",
         }
     }
 
@@ -151,20 +162,54 @@ pub fn write_md_request(out: &mut Vec<u8>, request: &MdRequest) {
 /// What the server sends on the public channels.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum MdMessage {
-    Subscribed { channel: Channel, symbol: Symbol, depth: Option<usize> },
-    Unsubscribed { channel: Channel, symbol: Symbol },
+    Subscribed {
+        channel: Channel,
+        symbol: Symbol,
+        depth: Option<usize>,
+    },
+    Unsubscribed {
+        channel: Channel,
+        symbol: Symbol,
+    },
     /// A request refused; it changed nothing.
-    MdRejected { reason: MdError },
+    MdRejected {
+        reason: MdError,
+    },
     /// `book`: the best levels of each side (best first) after the
     /// symbol's change `md_seq`. Also sent, unasked, to a subscriber whose
     /// queue overflowed (conflation): it replaces the client's book.
-    Book { symbol: Symbol, md_seq: u64, bids: Vec<Level>, asks: Vec<Level>, checksum: u32 },
+    Book {
+        symbol: Symbol,
+        md_seq: u64,
+        bids: Vec<Level>,
+        asks: Vec<Level>,
+        checksum: u32,
+    },
     /// `level`: the new total at `price` (0: the level is gone).
-    Level { symbol: Symbol, md_seq: u64, side: Side, price: u64, qty: u128, checksum: u32 },
+    Level {
+        symbol: Symbol,
+        md_seq: u64,
+        side: Side,
+        price: u64,
+        qty: u128,
+        checksum: u32,
+    },
     /// `print`: a trade.
-    Print { symbol: Symbol, md_seq: u64, trade_id: u64, price: u64, qty: u64, taker_side: Side },
+    Print {
+        symbol: Symbol,
+        md_seq: u64,
+        trade_id: u64,
+        price: u64,
+        qty: u64,
+        taker_side: Side,
+    },
     /// `bbo`: the best bid and ask (`None`: that side is empty).
-    Bbo { symbol: Symbol, md_seq: u64, bid: Option<Level>, ask: Option<Level> },
+    Bbo {
+        symbol: Symbol,
+        md_seq: u64,
+        bid: Option<Level>,
+        ask: Option<Level>,
+    },
 }
 
 fn levels_json(text: &mut String, levels: &[Level]) {
@@ -192,14 +237,19 @@ pub fn write_md(out: &mut Vec<u8>, message: &MdMessage) {
     let mut text = String::with_capacity(128);
     match message {
         MdMessage::Subscribed { channel, symbol, depth } => {
-            let _ = write!(text, r#"{{"ev":"subscribed","channel":"{}","symbol":"{}""#, channel.as_str(), symbol.as_str());
+            let _ =
+                write!(text, r#"{{"ev":"subscribed","channel":"{}","symbol":"{}""#, channel.as_str(), symbol.as_str());
             if let Some(depth) = depth {
                 let _ = write!(text, r#","depth":{depth}"#);
             }
         }
         MdMessage::Unsubscribed { channel, symbol } => {
-            let _ =
-                write!(text, r#"{{"ev":"unsubscribed","channel":"{}","symbol":"{}""#, channel.as_str(), symbol.as_str());
+            let _ = write!(
+                text,
+                r#"{{"ev":"unsubscribed","channel":"{}","symbol":"{}""#,
+                channel.as_str(),
+                symbol.as_str()
+            );
         }
         MdMessage::MdRejected { reason } => {
             let _ = write!(text, r#"{{"ev":"md_rejected","reason":"{}""#, reason.as_str());
@@ -273,11 +323,9 @@ pub fn parse_md(text: &[u8]) -> Option<MdMessage> {
         level => parse_level(level).map(Some),
     };
     Some(match text("ev")? {
-        "subscribed" => MdMessage::Subscribed {
-            channel: channel()?,
-            symbol: symbol()?,
-            depth: int("depth").map(|d| d as usize),
-        },
+        "subscribed" => {
+            MdMessage::Subscribed { channel: channel()?, symbol: symbol()?, depth: int("depth").map(|d| d as usize) }
+        }
         "unsubscribed" => MdMessage::Unsubscribed { channel: channel()?, symbol: symbol()? },
         "md_rejected" => MdMessage::MdRejected { reason: MdError::parse(text("reason")?)? },
         "book" => MdMessage::Book {
@@ -319,10 +367,7 @@ pub fn parse_md(text: &[u8]) -> Option<MdMessage> {
 /// side that has fewer levels, all joined by `:`. Bids `[[101,5],[100,7]]`
 /// and asks `[[103,2]]` give `101:5:103:2:100:7`; an empty book gives the
 /// CRC of the empty text, 0.
-pub fn book_checksum<'a>(
-    bids: impl IntoIterator<Item = &'a Level>,
-    asks: impl IntoIterator<Item = &'a Level>,
-) -> u32 {
+pub fn book_checksum<'a>(bids: impl IntoIterator<Item = &'a Level>, asks: impl IntoIterator<Item = &'a Level>) -> u32 {
     let mut bids = bids.into_iter().take(CHECKSUM_LEVELS);
     let mut asks = asks.into_iter().take(CHECKSUM_LEVELS);
     let mut text = String::with_capacity(CHECKSUM_LEVELS * 2 * 24);

@@ -10,8 +10,8 @@
 #![deny(unsafe_code)]
 
 pub mod binary;
+pub mod feed;
 pub mod json;
+pub mod json_md;
 pub mod json_session;
 pub mod session;
-pub mod feed;
-pub mod json_md;

@@ -24,10 +24,12 @@ use std::sync::{Arc, OnceLock};
 use std::thread::Thread;
 
 use matching_core::{Action, Event, EventKind, OrderId, Price, Qty, Seq, Side, Symbol, Trade, UserId};
-use matching_pipeline::{Answer, Engine, EventReader, Output, Query, Recent, RecoveredEvent, RecoveredEvents, Stopped};
+use matching_pipeline::{Engine, EventReader, Output, Recent, RecoveredEvent, RecoveredEvents, Stopped};
 use matching_proto::session::{Cid, ClientEvent, GatewayReason, Liquidity, OrderInfo, Reply, Request};
 use tokio::sync::{Notify, mpsc};
 
+use crate::Books;
+use crate::md::{MdFeed, MdInput};
 use crate::users::Role;
 
 pub(crate) type SessionId = u64;
@@ -318,6 +320,8 @@ pub(crate) struct Driver {
     /// Most commands submitted in one go.
     batch_max: usize,
     shutting_down: bool,
+    /// Market data: every released event goes to its thread too.
+    md: Option<MdFeed>,
 }
 
 /// How the driver ended.
@@ -338,6 +342,8 @@ impl Driver {
         outbox: usize,
         batch_max: usize,
         history: usize,
+        books: &Books,
+        md: Option<MdFeed>,
     ) -> Result<Driver, Stopped> {
         let mut routes = Routes {
             sessions: HashMap::new(),
@@ -352,29 +358,23 @@ impl Driver {
             queries: VecDeque::new(),
             history: History::new(history, engine.next_seq() - 1),
         };
-        if let Answer::State(books) = engine.query(Query::State)? {
-            for book in books {
-                if let Answer::Book { bids, asks, .. } = engine.query(Query::Book(book.symbol))? {
-                    for order in bids.iter().chain(&asks) {
-                        routes.rest(
-                            order.order_id,
-                            Live {
-                                user: order.user,
-                                symbol: book.symbol,
-                                side: order.side,
-                                price: Some(order.price),
-                                qty: order.qty,
-                                cid: None,
-                            },
-                        );
-                    }
-                }
+        for (symbol, _, orders) in books {
+            for order in orders {
+                let live = Live {
+                    user: order.user,
+                    symbol: *symbol,
+                    side: order.side,
+                    price: Some(order.price),
+                    qty: order.qty,
+                    cid: None,
+                };
+                routes.rest(order.order_id, live);
             }
         }
         // The cids of the resting orders: those the last snapshot kept, and
         // those of the new orders journaled after it.
         if let Some(report) = engine.recovery() {
-            let kept = decode_cids(&report.snapshot_annex);
+            let kept = decode_cids(crate::split_annex(&report.snapshot_annex).0);
             routes.history = recovered_history(engine.recovered_events(), &kept, history);
             for (order_id, user, cid) in kept.into_iter().chain(report.new_order_cids.iter().copied()) {
                 if let Some(order) = routes.orders.get_mut(&order_id).filter(|o| o.user == user) {
@@ -392,6 +392,7 @@ impl Driver {
             batch_cids: Vec::new(),
             batch_max,
             shutting_down: false,
+            md,
         })
     }
 
@@ -403,12 +404,21 @@ impl Driver {
             if let Err(stopped) = self.submit() {
                 return self.engine_stopped(stopped);
             }
-            let Driver { reader, routes, .. } = &mut self;
+            let Driver { reader, routes, md, .. } = &mut self;
             let delivered = reader.poll(|output| {
                 if let Output::Event(event) = output {
                     routes.route(event);
+                    if let Some(md) = md.as_mut() {
+                        md.push(MdInput::Event(*event));
+                    }
                 }
             });
+            if delivered > 0
+                && let Some(md) = self.md.as_mut()
+            {
+                md.push(MdInput::Passed(self.reader.next_seq()));
+                md.wake();
+            }
             self.routes.answer_queries(self.reader.next_seq());
             self.routes.flush();
             self.routes.drop_sessions(&mut self.batch, &mut self.batch_cids, self.engine.next_seq());

@@ -28,19 +28,23 @@ use std::time::Duration;
 use std::fmt;
 use std::io;
 
-use matching_pipeline::{Engine, EngineConfig, StartError, Stopped};
+use matching_pipeline::{Answer, Engine, EngineConfig, Query, StartError, Stopped};
 use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 
 mod binary_tcp;
 mod driver;
 mod json_tcp;
+mod md;
 pub mod session;
 mod tcp;
 pub mod users;
 mod ws;
 
+pub use md::{MdBound, MdConfig};
 pub use session::Auth;
+
+pub(crate) use md::Books;
 
 use driver::{Driver, DriverHandle, Ended, Inbound};
 use session::Context;
@@ -100,6 +104,8 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// Tokio worker threads (the engine's own threads come on top).
     pub io_threads: usize,
+    /// `None`: no market data (no feed, the public channels refused).
+    pub market_data: Option<MdConfig>,
 }
 
 /// Where the server listens (the ports, if 0 was asked for, are the ones given).
@@ -108,6 +114,8 @@ pub struct Bound {
     pub binary: SocketAddr,
     pub json: SocketAddr,
     pub http: SocketAddr,
+    /// Where the feed's re-request server and snapshot service listen.
+    pub md: Option<MdBound>,
 }
 
 /// Why the server did not start, or stopped other than as asked.
@@ -125,6 +133,8 @@ pub enum ServeError {
     Snapshot(io::Error),
     /// A thread or the runtime could not start, or the driver thread panicked.
     Io(io::Error),
+    /// Market data could not start (its sockets).
+    MarketData(io::Error),
 }
 
 impl fmt::Display for ServeError {
@@ -138,6 +148,7 @@ impl fmt::Display for ServeError {
             ServeError::EngineStopped(stopped) => write!(f, "{stopped}"),
             ServeError::Snapshot(error) => write!(f, "cannot write the final snapshot: {error}"),
             ServeError::Io(error) => write!(f, "{error}"),
+            ServeError::MarketData(error) => write!(f, "cannot start market data: {error}"),
         }
     }
 }
@@ -167,10 +178,19 @@ pub fn run(config: ServerConfig, ready: impl FnOnce(Bound)) -> Result<(), ServeE
         bind(config.json_addr, "JSON over TCP")?,
         bind(config.http_addr, "HTTP")?,
     ];
-    let bound = Bound {
+    let snapshot_listener = match &config.market_data {
+        Some(md) => Some(StdListener::bind(md.snapshot_addr).map_err(|error| ServeError::Listen {
+            what: "the market-data snapshot service",
+            addr: md.snapshot_addr,
+            error,
+        })?),
+        None => None,
+    };
+    let mut bound = Bound {
         binary: listeners[0].local_addr().map_err(ServeError::Io)?,
         json: listeners[1].local_addr().map_err(ServeError::Io)?,
         http: listeners[2].local_addr().map_err(ServeError::Io)?,
+        md: None,
     };
     let durable = config.engine.durability.is_some();
     let (engine, reader) = Engine::start(config.engine).map_err(ServeError::Start)?;
@@ -178,10 +198,29 @@ pub fn run(config: ServerConfig, ready: impl FnOnce(Bound)) -> Result<(), ServeE
         tracing::info!(last_seq = report.last_seq, records = report.records_applied, "recovered the data directory");
     }
     let limits = config.limits;
+    let books = resting_books(&engine).map_err(ServeError::EngineStopped)?;
+    // The feed continues its session only if nothing was replayed after the
+    // snapshot that kept its state (a clean stop).
+    let md_state = engine
+        .recovery()
+        .filter(|report| report.records_applied == 0)
+        .and_then(|report| md::MdState::decode(split_annex(&report.snapshot_annex).1));
+    let md_queue = config.market_data.as_ref().map_or(0, |md| md.queue);
+    let (market_data, md_feed, snapshot_listener) = match (config.market_data, snapshot_listener) {
+        (Some(md_config), Some(listener)) => {
+            let (market_data, feed, listener) =
+                md::start(md_config, &books, md_state, listener).map_err(ServeError::MarketData)?;
+            bound.md = Some(market_data.bound);
+            (Some(market_data), Some(feed), Some(listener))
+        }
+        _ => (None, None, None),
+    };
     // Room for every session's whole allowance, so a session never waits on it.
     let (inbound_tx, inbound_rx) = mpsc::channel(limits.connections * (limits.in_flight + 2));
-    let driver = Driver::new(engine, reader, inbound_rx, limits.outbox, limits.batch, limits.resume_events)
-        .map_err(ServeError::EngineStopped)?;
+    let driver =
+        Driver::new(engine, reader, inbound_rx, limits.outbox, limits.batch, limits.resume_events, &books, md_feed)
+            .map_err(ServeError::EngineStopped)?;
+    drop(books);
     let driver_thread =
         std::thread::Builder::new().name("driver".into()).spawn(move || driver.run()).map_err(ServeError::Io)?;
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
@@ -191,6 +230,8 @@ pub fn run(config: ServerConfig, ready: impl FnOnce(Bound)) -> Result<(), ServeE
         limits,
         next_session: AtomicU64::new(1),
         shutdown: shutdown_rx,
+        md: market_data.as_ref().map(|md| md.handle.clone()),
+        md_queue,
     });
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(config.io_threads.max(1))
@@ -206,6 +247,9 @@ pub fn run(config: ServerConfig, ready: impl FnOnce(Bound)) -> Result<(), ServeE
         let http = TcpListener::from_std(http).map_err(ServeError::Io)?;
         tokio::spawn(accept(binary, Arc::clone(&context), Arc::clone(&connections), Door::Binary));
         tokio::spawn(accept(json, Arc::clone(&context), Arc::clone(&connections), Door::Json));
+        if let (Some(listener), Some(md)) = (snapshot_listener, &context.md) {
+            tokio::spawn(md::serve_snapshots(listener, md.clone(), context.shutdown.clone()));
+        }
         let mut http_shutdown = context.shutdown.clone();
         let app = ws::router(Arc::clone(&context)).into_make_service_with_connect_info::<SocketAddr>();
         tokio::spawn(async move {
@@ -238,9 +282,12 @@ pub fn run(config: ServerConfig, ready: impl FnOnce(Bound)) -> Result<(), ServeE
         Ok::<_, ServeError>(ended)
     });
     runtime.shutdown_timeout(Duration::from_secs(2));
+    // Market data publishes what the driver handed it, then stops.
+    let md_state = market_data.and_then(md::MarketData::stop);
     match result? {
-        Ended::Shutdown(engine, annex) => {
+        Ended::Shutdown(engine, cids) => {
             if durable {
+                let annex = join_annex(&cids, &md_state.map(|s| s.encode()).unwrap_or_default());
                 let seq = engine.snapshot_with(&annex).map_err(ServeError::Snapshot)?;
                 tracing::info!(seq, "snapshot written");
             }
@@ -252,6 +299,45 @@ pub fn run(config: ServerConfig, ready: impl FnOnce(Bound)) -> Result<(), ServeE
             engine.shutdown();
             Err(ServeError::EngineStopped(stopped))
         }
+    }
+}
+
+/// The resting orders of every book, in priority order, and its status.
+fn resting_books(engine: &Engine) -> Result<Books, Stopped> {
+    let mut books = Vec::new();
+    if let Answer::State(states) = engine.query(Query::State)? {
+        for state in states {
+            if let Answer::Book { bids, asks, status } = engine.query(Query::Book(state.symbol))? {
+                books.push((state.symbol, status, bids.into_iter().chain(asks).collect()));
+            }
+        }
+    }
+    Ok(books)
+}
+
+/// The annex of `serve`'s snapshots: `ANX2`, the length of the first part
+/// (u32 LE), the resting orders' cids (the driver's), then the feed's state.
+/// An annex without the tag (an older build's) is all cids.
+const ANNEX_TAG: &[u8; 4] = b"ANX2";
+
+fn join_annex(cids: &[u8], md: &[u8]) -> Vec<u8> {
+    let mut out = Vec::with_capacity(8 + cids.len() + md.len());
+    out.extend_from_slice(ANNEX_TAG);
+    out.extend_from_slice(&(cids.len() as u32).to_le_bytes());
+    out.extend_from_slice(cids);
+    out.extend_from_slice(md);
+    out
+}
+
+/// `(cids, market data)` of an annex.
+pub(crate) fn split_annex(annex: &[u8]) -> (&[u8], &[u8]) {
+    let Some(rest) = annex.strip_prefix(ANNEX_TAG) else { return (annex, &[]) };
+    let Some(len) = rest.get(..4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize) else {
+        return (annex, &[]);
+    };
+    match (rest.get(4..4 + len), rest.get(4 + len..)) {
+        (Some(cids), Some(md)) => (cids, md),
+        _ => (annex, &[]),
     }
 }
 

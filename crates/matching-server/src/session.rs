@@ -35,6 +35,8 @@ pub(crate) enum Incoming {
     Request(Request),
     /// A binary heartbeat: the client is alive.
     Heartbeat,
+    /// Handled by the transport, which has output to write.
+    Flush,
     /// Something that is not a request, and why (echoing what it could read).
     Refused(Refusal),
 }
@@ -67,6 +69,39 @@ pub(crate) trait Transport: Send {
     /// A write was cut off midway: drop what is encoded, write nothing more
     /// (a reply after half a reply would be garbage).
     fn abandon(&mut self);
+    /// Appends a market-data message (already encoded) to what the next
+    /// flush writes (encodings with public channels only).
+    fn encode_public(&mut self, _text: String) {}
+    /// Whether the connection subscribed to a public channel: it may then
+    /// stay without a login, and requests before one are refused, not fatal.
+    fn public(&self) -> bool {
+        false
+    }
+}
+
+/// What a connection with public channels receives from the md thread: its
+/// bounded queue, and how it is told it is cut off.
+pub(crate) struct MdInbox {
+    pub(crate) rx: mpsc::Receiver<String>,
+    pub(crate) kill: Arc<Kill>,
+}
+
+/// The next market-data message; never, without an inbox.
+async fn next_public(inbox: &mut Option<MdInbox>) -> Option<String> {
+    match inbox {
+        Some(inbox) => inbox.rx.recv().await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Encodes what else is queued for the connection, up to a write's worth.
+fn encode_public<T: Transport>(transport: &mut T, first: String, inbox: &mut Option<MdInbox>) {
+    transport.encode_public(first);
+    let Some(inbox) = inbox else { return };
+    for _ in 1..WRITE_BATCH {
+        let Ok(text) = inbox.rx.try_recv() else { break };
+        transport.encode_public(text);
+    }
 }
 
 /// Who may log in.
@@ -93,6 +128,10 @@ pub(crate) struct Context {
     pub(crate) next_session: AtomicU64,
     /// Turns true when the server shuts down.
     pub(crate) shutdown: watch::Receiver<bool>,
+    /// Market data (public channels), if the server runs it.
+    pub(crate) md: Option<crate::md::MdHandle>,
+    /// Market-data messages queued for one connection.
+    pub(crate) md_queue: usize,
 }
 
 /// A token bucket: `rate` a second, as many at once.
@@ -170,18 +209,68 @@ async fn say_goodbye<T: Transport>(transport: &mut T, reply: Reply) {
 }
 
 /// Serves one connection until it ends.
-pub(crate) async fn run<T: Transport>(mut transport: T, context: Arc<Context>, peer: IpAddr) {
+pub(crate) async fn run<T: Transport>(transport: T, context: Arc<Context>, peer: IpAddr) {
+    run_with_public(transport, context, peer, None).await
+}
+
+/// Serves one connection that may also subscribe to public channels
+/// (`inbox`): until it logs in, it may only subscribe, and need not log in.
+pub(crate) async fn run_with_public<T: Transport>(
+    mut transport: T,
+    context: Arc<Context>,
+    peer: IpAddr,
+    mut inbox: Option<MdInbox>,
+) {
     let limits = context.limits;
-    let login = match timeout(limits.login_timeout, transport.recv()).await {
-        Err(_) => {
-            let reason = format!("no login within {} s", limits.login_timeout.as_secs_f64());
-            return say_goodbye(&mut transport, Reply::Goodbye { reason }).await;
+    let kill = inbox.as_ref().map_or_else(|| Arc::new(Kill::default()), |inbox| Arc::clone(&inbox.kill));
+    let deadline = tokio::time::Instant::now() + limits.login_timeout;
+    let mut refused_in_a_row = 0;
+    let login = loop {
+        tokio::select! {
+            biased;
+            () = kill.killed() => {
+                let reason = kill.reason().unwrap_or_default().to_string();
+                return say_goodbye(&mut transport, Reply::Goodbye { reason }).await;
+            }
+            text = next_public(&mut inbox) => {
+                let Some(text) = text else { return };
+                encode_public(&mut transport, text, &mut inbox);
+                if !matches!(timeout(limits.write_timeout, transport.flush()).await, Ok(Ok(()))) {
+                    return;
+                }
+            }
+            incoming = transport.recv() => match incoming {
+                Ok(Some(Incoming::Request(Request::Login(login)))) => break login,
+                Ok(Some(Incoming::Flush)) => {
+                    if transport.flush().await.is_err() {
+                        return;
+                    }
+                }
+                Ok(Some(other)) if transport.public() => {
+                    refused_in_a_row += 1;
+                    if refused_in_a_row >= REFUSED_IN_A_ROW_MAX {
+                        let reason = format!("{refused_in_a_row} messages in a row that are not requests");
+                        return say_goodbye(&mut transport, Reply::Goodbye { reason }).await;
+                    }
+                    let reply = match other {
+                        Incoming::Refused(refusal) => refusal.into(),
+                        _ => Reply::Rejected { reason: GatewayReason::NotLoggedIn, order_id: None, cid: None },
+                    };
+                    transport.encode(&reply);
+                    if transport.flush().await.is_err() {
+                        return;
+                    }
+                }
+                Ok(Some(_)) => {
+                    return say_goodbye(&mut transport, Reply::LoginRejected { reason: LoginError::Malformed }).await;
+                }
+                Ok(None) | Err(_) => return,
+            },
+            () = tokio::time::sleep_until(deadline), if !transport.public() => {
+                let reason = format!("no login within {} s", limits.login_timeout.as_secs_f64());
+                return say_goodbye(&mut transport, Reply::Goodbye { reason }).await;
+            }
         }
-        Ok(Ok(Some(Incoming::Request(Request::Login(login))))) => login,
-        Ok(Ok(Some(_))) => {
-            return say_goodbye(&mut transport, Reply::LoginRejected { reason: LoginError::Malformed }).await;
-        }
-        Ok(Ok(None) | Err(_)) => return,
     };
     let Some(role) = context.auth.check(login.user, &login.key) else {
         tracing::info!(user = login.user, %peer, "login refused: bad credentials");
@@ -194,7 +283,6 @@ pub(crate) async fn run<T: Transport>(mut transport: T, context: Arc<Context>, p
     let (replies, outbox) = mpsc::unbounded_channel();
     let queued = Arc::new(AtomicUsize::new(0));
     let mut outbox = Replies { batches: outbox, queued: Arc::clone(&queued), batch: Vec::new().into_iter() };
-    let kill = Arc::new(Kill::default());
     let open = Inbound::Open {
         session,
         user: login.user,
@@ -210,7 +298,7 @@ pub(crate) async fn run<T: Transport>(mut transport: T, context: Arc<Context>, p
     transport.logged_in(login.user);
     transport.encode(&Reply::LoginAccepted { user: login.user });
     let mut shutdown = context.shutdown.clone();
-    let reason = serve(&mut transport, &context, session, &mut outbox, &kill, &mut shutdown).await;
+    let reason = serve(&mut transport, &context, session, &mut outbox, &kill, &mut shutdown, &mut inbox).await;
     context.driver.send(Inbound::Closed { session }).await;
     // What the driver queued before it let go goes out first.
     while let Some(Outgoing { reply, .. }) = outbox.try_next() {
@@ -238,6 +326,7 @@ async fn serve<T: Transport>(
     outbox: &mut Replies,
     kill: &Kill,
     shutdown: &mut watch::Receiver<bool>,
+    inbox: &mut Option<MdInbox>,
 ) -> Option<String> {
     let limits = context.limits;
     let mut bucket = Bucket::new(limits.rate_per_s);
@@ -285,11 +374,26 @@ async fn serve<T: Transport>(
                     }
                 }
             }
+            text = next_public(inbox) => {
+                let Some(text) = text else { return kill.reason().map(str::to_string) };
+                encode_public(transport, text, inbox);
+                match timeout(limits.write_timeout, transport.flush()).await {
+                    Ok(Ok(())) => last_sent = Instant::now(),
+                    Ok(Err(_)) => return None,
+                    Err(_) => return Some("write timed out: the client is not reading".to_string()),
+                }
+            }
             incoming = transport.recv(), if reading && unanswered < limits.in_flight => {
                 last_heard = Instant::now();
                 let request = match incoming {
                     Ok(None) | Err(_) => return None,
                     Ok(Some(Incoming::Heartbeat)) => continue,
+                    Ok(Some(Incoming::Flush)) => {
+                        if transport.flush().await.is_err() {
+                            return None;
+                        }
+                        continue;
+                    }
                     Ok(Some(Incoming::Refused(refusal))) => {
                         refused_in_a_row += 1;
                         if refused_in_a_row >= REFUSED_IN_A_ROW_MAX {

@@ -16,6 +16,9 @@ pub struct Server {
     pub binary: SocketAddr,
     pub json: SocketAddr,
     pub http: SocketAddr,
+    /// The feed's re-request server and snapshot service (market data on).
+    pub rerequest: Option<SocketAddr>,
+    pub snapshot: Option<SocketAddr>,
     pub data: PathBuf,
 }
 
@@ -40,6 +43,7 @@ impl Server {
             .arg("--data")
             .arg(data)
             .args(["--binary-addr", "127.0.0.1:0", "--json-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+            .args(["--feed-rerequest-addr", "127.0.0.1:0", "--feed-snapshot-addr", "127.0.0.1:0"])
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -53,14 +57,17 @@ impl Server {
             let _ = child.wait();
             panic!("serve did not start: {line:?}\n{}", std::fs::read_to_string(log_path(data)).unwrap_or_default());
         }
-        let addr = |name: &str| -> SocketAddr {
-            let at = line.find(&format!("{name}=")).unwrap() + name.len() + 1;
-            line[at..].split_whitespace().next().unwrap().parse().unwrap()
+        let find = |name: &str| -> Option<SocketAddr> {
+            let at = line.find(&format!(" {name}="))? + name.len() + 2;
+            line[at..].split_whitespace().next()?.parse().ok()
         };
+        let addr = |name: &str| find(name).unwrap();
         Server {
             binary: addr("binary"),
             json: addr("json"),
             http: addr("http"),
+            rerequest: find("rerequest"),
+            snapshot: find("snapshot"),
             data: data.to_path_buf(),
             child: Some(child),
         }
