@@ -5,7 +5,7 @@
 //! book. Every test ends with the client's book equal to the publisher's,
 //! order by order and by checksum, however it got there: re-requests under
 //! loss, a late join, a window miss, a new session, a message that does
-//! not apply.
+//! not apply; packets lost, duplicated, reordered, answers lost.
 //!
 //! Randomized: each test prints its seed; `FEED_SEED=<seed>` reruns it.
 
@@ -96,6 +96,8 @@ struct Server {
     chaos: Option<Rng>,
     /// A packet held back, to be sent after the next one.
     held: Option<Vec<u8>>,
+    /// Re-request answers are lost too (one in five): the client must ask again.
+    answer_chaos: Option<Rng>,
     last_sent: Instant,
     rng: Rng,
     engine_seq: u64,
@@ -115,7 +117,7 @@ impl Server {
         }
         // Loopback to a port nobody has bound yet (a client not joined):
         // the datagram is lost, as it would be on a network.
-        let mut send = |bytes: &[u8]| {
+        let send = |bytes: &[u8]| {
             let _ = self.socket.send_to(bytes, self.feed_addr);
         };
         match self.chaos.as_mut().map(|rng| rng.below(20)) {
@@ -300,6 +302,7 @@ async fn start(seed: u64, window_max: usize) -> Fake {
         blackout: false,
         chaos: None,
         held: None,
+        answer_chaos: None,
         last_sent: Instant::now(),
         rng: Rng::new(seed),
         engine_seq: 0,
@@ -316,8 +319,14 @@ async fn start(seed: u64, window_max: usize) -> Fake {
         loop {
             let Ok((len, from)) = rerequest.recv_from(&mut buf).await else { continue };
             let Ok((session, seq, count)) = decode_mold_request(&buf[..len]) else { continue };
-            let answer = lock(&shared).answer(session, seq, count);
-            let _ = rerequest.send_to(&answer, from).await;
+            let answer = {
+                let mut server = lock(&shared);
+                let lost = server.answer_chaos.as_mut().is_some_and(|rng| rng.below(5) == 0);
+                (!lost).then(|| server.answer(session, seq, count))
+            };
+            if let Some(answer) = answer {
+                let _ = rerequest.send_to(&answer, from).await;
+            }
         }
     });
 
@@ -452,6 +461,7 @@ async fn heavy_loss_duplicates_and_reordering() {
     let seed = seed();
     let fake = start(seed, 1_000_000).await;
     lock(&fake.server).chaos = Some(Rng::new(seed ^ 0xC4A0));
+    lock(&fake.server).answer_chaos = Some(Rng::new(seed ^ 0xA45));
     let config = FeedConfig { drop_rate: 0.3, ..fake.config.clone() };
     let client = FeedClient::join(config).await.unwrap();
     // Large batches: runs of lost packets, gaps that take several answers.
@@ -460,6 +470,7 @@ async fn heavy_loss_duplicates_and_reordering() {
     let stats = client.stats();
     eprintln!("{stats:?}");
     assert!(stats.rerequests > stats.gaps, "some gaps took several answers: {stats:?}");
+    assert!(stats.rerequests > stats.answers, "lost answers were asked again: {stats:?}");
     assert_eq!((stats.snapshots, stats.book_errors), (1, 0), "{stats:?}");
 }
 

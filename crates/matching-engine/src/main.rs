@@ -8,6 +8,7 @@
 //! - `bench-durable`: measures the journal: throughput, ack latency, recovery, snapshots.
 //! - `generate`: writes such a flow as JSON lines, for `replay`.
 //! - `load`: drives a running `serve` over the network.
+//! - `md`: a live ladder of one symbol from `serve`'s market-data feed.
 //! - `recover`, `journal inspect|verify`: the data directory of `replay --data`.
 //!
 //! The benchmarks and `generate` live in `matching-bench`; this crate only
@@ -18,6 +19,7 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 mod data;
+mod md;
 mod replay;
 mod serve;
 
@@ -47,6 +49,8 @@ enum Command {
     BenchDurable(bench::durable::Args),
     /// Drive a running `serve` with generated order flow; report throughput and ack latency.
     Load(bench::load::Args),
+    /// Watch one symbol live from the market-data feed: ladder, last trades, feed state.
+    Md(md::Args),
     /// Write generated order flow as JSON-line commands (stdout).
     Generate(bench::generate::Args),
     /// Rebuild the state from a data directory and print its last seq and state hash.
@@ -70,6 +74,7 @@ fn main() -> ExitCode {
         Command::BenchDurable(args) => bench::durable::run(args),
         Command::Generate(args) => bench::generate::run(args),
         Command::Load(args) => bench::load::run(args),
+        Command::Md(args) => md::run(args),
         Command::Recover(args) => data::recover(args),
         Command::Journal(command) => data::journal(command),
     };

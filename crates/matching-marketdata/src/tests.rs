@@ -200,7 +200,8 @@ fn check(exchange: &Exchange, client: &Client, published: &FeedBook) -> Result<(
     for name in SYMBOLS {
         let symbol = Symbol::new(name).unwrap();
         let Some(book) = exchange.book(&symbol) else {
-            prop_assert!(client.book.locate(&symbol).is_none() || client.book.order_count() == 0 || true);
+            let resting = |l| client.book.orders(l, Side::Buy).len() + client.book.orders(l, Side::Sell).len();
+            prop_assert_eq!(client.book.locate(&symbol).map_or(0, resting), 0);
             continue;
         };
         let Some(locate) = client.book.locate(&symbol) else {

@@ -339,12 +339,11 @@ impl Driver {
         engine: Engine,
         reader: EventReader<()>,
         inbound: mpsc::Receiver<Inbound>,
-        outbox: usize,
-        batch_max: usize,
-        history: usize,
+        limits: &crate::Limits,
         books: &Books,
         md: Option<MdFeed>,
     ) -> Result<Driver, Stopped> {
+        let (outbox, batch_max, history) = (limits.outbox, limits.batch, limits.resume_events);
         let mut routes = Routes {
             sessions: HashMap::new(),
             by_user: HashMap::new(),

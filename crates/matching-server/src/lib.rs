@@ -218,8 +218,7 @@ pub fn run(config: ServerConfig, ready: impl FnOnce(Bound)) -> Result<(), ServeE
     // Room for every session's whole allowance, so a session never waits on it.
     let (inbound_tx, inbound_rx) = mpsc::channel(limits.connections * (limits.in_flight + 2));
     let driver =
-        Driver::new(engine, reader, inbound_rx, limits.outbox, limits.batch, limits.resume_events, &books, md_feed)
-            .map_err(ServeError::EngineStopped)?;
+        Driver::new(engine, reader, inbound_rx, &limits, &books, md_feed).map_err(ServeError::EngineStopped)?;
     drop(books);
     let driver_thread =
         std::thread::Builder::new().name("driver".into()).spawn(move || driver.run()).map_err(ServeError::Io)?;
