@@ -9,7 +9,6 @@
 //!
 //! Randomized: each test prints its seed; `FEED_SEED=<seed>` reruns it.
 
-use std::collections::VecDeque;
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
@@ -18,7 +17,7 @@ use matching_client::feed::{FeedClient, FeedConfig};
 use matching_core::{
     Action, Command, Config, Event, Exchange, NewOrder, RestingOrder, Side, Symbol, Tif, TradingStatus,
 };
-use matching_marketdata::{FeedBook, LevelChange, Publisher, Sink};
+use matching_marketdata::{FeedBook, FeedWindow, LevelChange, Publisher, Sink};
 use matching_proto::feed::{
     FeedMessage, MoldWriter, Session, decode_mold_request, decode_snapshot_request, encode_framed, framed_len,
     mold_control,
@@ -84,9 +83,8 @@ struct Server {
     sessions: u32,
     exchange: Exchange,
     publisher: Publisher,
-    /// The last messages sent, encoded; `first` is the number of `window[0]`.
-    window: VecDeque<Vec<u8>>,
-    first: u64,
+    /// The last messages sent, for re-requests.
+    window: FeedWindow,
     window_max: usize,
     socket: std::net::UdpSocket,
     feed_addr: SocketAddr,
@@ -107,7 +105,7 @@ struct Server {
 
 impl Server {
     fn next(&self) -> u64 {
-        self.first + self.window.len() as u64
+        self.window.next()
     }
 
     fn send(&mut self, bytes: &[u8]) {
@@ -145,11 +143,7 @@ impl Server {
                 writer = MoldWriter::new(self.session, self.next());
             }
             writer.push(&bytes);
-            if self.window.len() == self.window_max {
-                self.window.pop_front();
-                self.first += 1;
-            }
-            self.window.push_back(bytes);
+            self.window.push(*message);
         }
         if writer.count() > 0 {
             let packet = writer.bytes().to_vec();
@@ -217,8 +211,7 @@ impl Server {
     fn restart(&mut self) {
         self.sessions += 1;
         self.session = session_name(self.sessions);
-        self.window.clear();
-        self.first = 1;
+        self.window = FeedWindow::new(self.session, 1, self.window_max);
         self.publisher = Publisher::new();
         let books: Vec<(Symbol, TradingStatus, Vec<RestingOrder>)> = self
             .exchange
@@ -237,25 +230,6 @@ impl Server {
             &mut out,
         );
         self.publish(&out.0);
-    }
-
-    /// The answer to a re-request, as `docs/PROTOCOL.md` describes it.
-    fn answer(&self, session: Session, seq: u64, count: u16) -> Vec<u8> {
-        if session != self.session || seq < self.first {
-            return mold_control(self.session, self.first, false).to_vec();
-        }
-        if seq >= self.next() || count == 0 {
-            return mold_control(self.session, self.next(), false).to_vec();
-        }
-        let mut writer = MoldWriter::new(self.session, seq);
-        let start = (seq - self.first) as usize;
-        for message in self.window.iter().skip(start).take(count as usize) {
-            if !writer.fits(message.len()) {
-                break;
-            }
-            writer.push(message);
-        }
-        writer.bytes().to_vec()
     }
 }
 
@@ -294,8 +268,7 @@ async fn start(seed: u64, window_max: usize) -> Fake {
         sessions: 1,
         exchange: Exchange::new(Config::default()),
         publisher: Publisher::new(),
-        window: VecDeque::new(),
-        first: 1,
+        window: FeedWindow::new(session_name(1), 1, window_max),
         window_max,
         socket: std::net::UdpSocket::bind("127.0.0.1:0").unwrap(),
         feed_addr,
@@ -322,7 +295,7 @@ async fn start(seed: u64, window_max: usize) -> Fake {
             let answer = {
                 let mut server = lock(&shared);
                 let lost = server.answer_chaos.as_mut().is_some_and(|rng| rng.below(5) == 0);
-                (!lost).then(|| server.answer(session, seq, count))
+                (!lost).then(|| server.window.answer(session, seq, count))
             };
             if let Some(answer) = answer {
                 let _ = rerequest.send_to(&answer, from).await;

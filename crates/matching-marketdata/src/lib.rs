@@ -7,6 +7,8 @@
 //!   (a feed client does exactly that), with its aggregated levels and
 //!   their checksum; [`view_updates`] turns a level change into the
 //!   JSON `level` updates a subscriber of the best N levels hears.
+//! - [`LevelBook`] is a JSON `book` subscriber's book, checked as it goes.
+//! - [`FeedWindow`] keeps the last messages sent and answers re-requests.
 //!
 //! No I/O here: the server sends what the publisher writes, the client
 //! feeds what it receives to a [`FeedBook`].
@@ -14,10 +16,14 @@
 #![deny(unsafe_code)]
 
 mod book;
+mod levels;
 mod publisher;
+mod window;
 
 pub use book::{FeedBook, FeedBookError, FeedOrder, LevelChange, view_updates};
+pub use levels::{LevelBook, SyncError};
 pub use publisher::{Publisher, Sink};
+pub use window::FeedWindow;
 
 #[cfg(test)]
 mod tests;

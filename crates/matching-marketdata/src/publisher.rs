@@ -90,19 +90,8 @@ impl Publisher {
         self.emit(FeedMessage::SystemEvent { seq, code: SystemCode::StartOfMessages }, sink);
         for (symbol, status, orders) in books {
             let locate = self.locate(symbol, seq, sink);
-            if status == TradingStatus::Halted {
-                self.emit(FeedMessage::TradingStatus { locate, seq, halted: true }, sink);
-            }
-            for order in orders {
-                let add = FeedMessage::AddOrder {
-                    locate,
-                    seq,
-                    order_id: order.order_id,
-                    side: order.side,
-                    qty: order.qty,
-                    price: order.price,
-                };
-                self.emit(add, sink);
+            for message in book_messages(locate, seq, status, orders) {
+                self.emit(message, sink);
             }
         }
     }
@@ -115,29 +104,13 @@ impl Publisher {
     ) -> Result<(), crate::book::FeedBookError> {
         for (locate, symbol, status, orders) in books {
             self.book.apply(&FeedMessage::SymbolDirectory { locate, seq: 0, symbol }, |_, _| {})?;
-            let halted = status == TradingStatus::Halted;
-            self.book.apply(&FeedMessage::TradingStatus { locate, seq: 0, halted }, |_, _| {})?;
-            for order in orders {
-                let add = FeedMessage::AddOrder {
-                    locate,
-                    seq: 0,
-                    order_id: order.order_id,
-                    side: order.side,
-                    qty: order.qty,
-                    price: order.price,
-                };
-                self.book.apply(&add, |_, _| {})?;
+            for message in book_messages(locate, 0, status, orders) {
+                self.book.apply(&message, |_, _| {})?;
             }
             self.next_locate = self.next_locate.max(locate + 1);
         }
         self.next_locate = self.next_locate.max(1);
         Ok(())
-    }
-
-    /// `S C`: the session ends.
-    pub fn end_session(&mut self, seq: Seq, sink: &mut impl Sink) {
-        self.end_command(sink);
-        self.emit(FeedMessage::SystemEvent { seq, code: SystemCode::EndOfMessages }, sink);
     }
 
     /// One event, in `seq` order.
@@ -261,4 +234,23 @@ impl Publisher {
     pub fn locates(&self) -> Vec<(u32, Symbol)> {
         self.book.symbols().collect()
     }
+}
+
+/// A named symbol's book as messages: `H` if it is halted, then `A` for
+/// each resting order, in the order given (priority order).
+fn book_messages(
+    locate: u32,
+    seq: Seq,
+    status: TradingStatus,
+    orders: &[RestingOrder],
+) -> impl Iterator<Item = FeedMessage> + '_ {
+    let halted = (status == TradingStatus::Halted).then_some(FeedMessage::TradingStatus { locate, seq, halted: true });
+    halted.into_iter().chain(orders.iter().map(move |order| FeedMessage::AddOrder {
+        locate,
+        seq,
+        order_id: order.order_id,
+        side: order.side,
+        qty: order.qty,
+        price: order.price,
+    }))
 }

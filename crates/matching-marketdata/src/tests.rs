@@ -10,31 +10,11 @@ use matching_core::{
     Action, Command, Config, Event, Exchange, NewOrder, OrderType, Side, Stp, Symbol, Tif, TradingStatus,
 };
 use matching_proto::feed::FeedMessage;
-use matching_proto::json_md::{Level, book_checksum};
+use matching_proto::json_md::{Level, MdMessage};
 use proptest::prelude::*;
 use proptest::strategy::ValueTree;
 
-use crate::{FeedBook, LevelChange, Publisher, Sink, view_updates};
-
-/// What a subscriber of one symbol's book with `depth` holds.
-#[derive(Default)]
-struct View {
-    bids: BTreeMap<u64, u128>,
-    asks: BTreeMap<u64, u128>,
-}
-
-impl View {
-    fn side(&self, side: Side) -> Vec<Level> {
-        match side {
-            Side::Buy => self.bids.iter().rev().map(|(&p, &q)| (p, q)).collect(),
-            Side::Sell => self.asks.iter().map(|(&p, &q)| (p, q)).collect(),
-        }
-    }
-
-    fn checksum(&self) -> u32 {
-        book_checksum(&self.side(Side::Buy), &self.side(Side::Sell))
-    }
-}
+use crate::{FeedBook, LevelBook, LevelChange, Publisher, Sink, view_updates};
 
 /// A client of the feed (it decodes every message from its bytes) and of
 /// the JSON views.
@@ -42,10 +22,11 @@ struct Client {
     book: FeedBook,
     messages: usize,
     depths: Vec<Option<usize>>,
-    /// `(locate, depth index)` → view.
-    views: BTreeMap<(u32, usize), View>,
-    /// The checksum of the publisher's book before the change in progress.
-    last_checksum: BTreeMap<u32, u32>,
+    /// `(locate, depth index)` → what a subscriber with that depth holds.
+    views: BTreeMap<(u32, usize), LevelBook>,
+    /// The checksum of the publisher's book before the change in progress,
+    /// and the symbol's `md_seq`.
+    last: BTreeMap<u32, (u32, u64)>,
 }
 
 impl Sink for Client {
@@ -60,23 +41,32 @@ impl Sink for Client {
 
     fn level(&mut self, book: &FeedBook, change: &LevelChange) {
         let checksum_now = book.checksum(change.locate);
-        let checksum_before = self.last_checksum.insert(change.locate, checksum_now).unwrap_or(0);
+        let symbol = book.symbol(change.locate).expect("a named symbol");
+        let (checksum_before, md_seq) = self.last.get(&change.locate).copied().unwrap_or((0, 0));
+        self.last.insert(change.locate, (checksum_now, md_seq + 1));
         for (index, depth) in self.depths.clone().into_iter().enumerate() {
             let mut updates = Vec::new();
             view_updates(book, change, depth, &mut updates);
-            let view = self.views.entry((change.locate, index)).or_default();
+            let view = self.views.entry((change.locate, index)).or_insert_with(|| {
+                // Subscribed before the symbol's first change: an empty book.
+                let mut view = LevelBook::new(depth);
+                let empty = MdMessage::Book { symbol, md_seq: 0, bids: vec![], asks: vec![], checksum: 0 };
+                view.apply(&empty).expect("an empty book");
+                view
+            });
             for (side, price, qty, before) in updates {
-                let levels = match side {
-                    Side::Buy => &mut view.bids,
-                    Side::Sell => &mut view.asks,
-                };
                 if qty == 0 {
-                    assert!(levels.remove(&price).is_some(), "a level removed that the view did not have");
-                } else {
-                    levels.insert(price, qty);
+                    assert!(
+                        view.side(side).iter().any(|&(p, _)| p == price),
+                        "a level removed that the view did not have"
+                    );
                 }
-                let expected = if before { checksum_before } else { checksum_now };
-                assert_eq!(view.checksum(), expected, "depth {depth:?}: checksum after a level update");
+                let checksum = if before { checksum_before } else { checksum_now };
+                let level = MdMessage::Level { symbol, md_seq: md_seq + 1, side, price, qty, checksum };
+                // Checks the checksum after the update (and md_seq for the whole book).
+                if let Err(error) = view.apply(&level) {
+                    panic!("depth {depth:?}: {error:?}");
+                }
             }
             if let Some(depth) = depth {
                 assert!(view.bids.len() <= depth && view.asks.len() <= depth);
@@ -156,7 +146,7 @@ fn run(ops: &[Op]) -> Result<(), TestCaseError> {
         messages: 0,
         depths: vec![None, Some(10), Some(12)],
         views: BTreeMap::new(),
-        last_checksum: BTreeMap::new(),
+        last: BTreeMap::new(),
     };
     publisher.start_session(0, [], &mut client);
     let mut ids: Vec<u64> = Vec::new();
@@ -272,7 +262,7 @@ fn a_restored_publisher_continues_as_if_it_never_stopped() {
         messages: 0,
         depths: vec![None],
         views: BTreeMap::new(),
-        last_checksum: BTreeMap::new(),
+        last: BTreeMap::new(),
     };
     a.start_session(0, [], &mut sink);
     let sym = symbol(0);

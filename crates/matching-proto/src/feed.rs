@@ -146,11 +146,7 @@ impl FeedMessage {
                 SystemCode::StartOfMessages => b'O',
                 SystemCode::EndOfMessages => b'C',
             }),
-            FeedMessage::SymbolDirectory { symbol, .. } => {
-                let mut padded = [b' '; SYMBOL_LEN_MAX];
-                padded[..symbol.as_bytes().len()].copy_from_slice(symbol.as_bytes());
-                out.extend_from_slice(&padded);
-            }
+            FeedMessage::SymbolDirectory { symbol, .. } => out.extend_from_slice(&pad_symbol(Some(&symbol))),
             FeedMessage::TradingStatus { halted, .. } => out.push(if halted { b'H' } else { b'T' }),
             FeedMessage::AddOrder { order_id, side, qty, price, .. } => {
                 u64s(out, &[order_id]);
@@ -190,10 +186,7 @@ impl FeedMessage {
                 FeedMessage::SystemEvent { seq, code }
             }
             b'R' => {
-                let padded = r.take(SYMBOL_LEN_MAX)?;
-                let len = padded.iter().rposition(|&b| b != b' ').map_or(0, |i| i + 1);
-                // Spaces only at the end: a padded name encodes back the same.
-                let symbol = Symbol::from_bytes(&padded[..len]).ok_or(FeedDecodeError::BadValue("symbol"))?;
+                let symbol = unpad_symbol(r.take(SYMBOL_LEN_MAX)?)?.ok_or(FeedDecodeError::BadValue("symbol"))?;
                 FeedMessage::SymbolDirectory { locate, seq, symbol }
             }
             b'H' => {
@@ -446,11 +439,7 @@ pub fn encode_snapshot_request(symbol: Option<&Symbol>) -> Vec<u8> {
     let mut out = Vec::with_capacity(2 + 1 + SYMBOL_LEN_MAX);
     out.extend_from_slice(&((1 + SYMBOL_LEN_MAX) as u16).to_be_bytes());
     out.push(b'Q');
-    let mut padded = [b' '; SYMBOL_LEN_MAX];
-    if let Some(symbol) = symbol {
-        padded[..symbol.as_bytes().len()].copy_from_slice(symbol.as_bytes());
-    }
-    out.extend_from_slice(&padded);
+    out.extend_from_slice(&pad_symbol(symbol));
     out
 }
 
@@ -465,6 +454,22 @@ pub fn decode_snapshot_request(body: &[u8]) -> Result<Option<Symbol>, FeedDecode
     if r.at != body.len() {
         return Err(FeedDecodeError::Length { kind: b'Q', len: body.len() });
     }
+    unpad_symbol(padded)
+}
+
+/// A symbol as the feed writes it: ASCII, padded with spaces to 32 bytes
+/// (`None`: all spaces).
+pub fn pad_symbol(symbol: Option<&Symbol>) -> [u8; SYMBOL_LEN_MAX] {
+    let mut padded = [b' '; SYMBOL_LEN_MAX];
+    if let Some(symbol) = symbol {
+        padded[..symbol.as_bytes().len()].copy_from_slice(symbol.as_bytes());
+    }
+    padded
+}
+
+/// What [`pad_symbol`] wrote: `None` for all spaces. Spaces may only pad
+/// the end, so a name that reads encodes back the same.
+pub fn unpad_symbol(padded: &[u8]) -> Result<Option<Symbol>, FeedDecodeError> {
     let len = padded.iter().rposition(|&b| b != b' ').map_or(0, |i| i + 1);
     if len == 0 {
         return Ok(None);

@@ -67,6 +67,14 @@ pub enum MdRequest {
     },
 }
 
+impl MdRequest {
+    pub fn symbol(&self) -> &Symbol {
+        match self {
+            MdRequest::Subscribe { symbol, .. } | MdRequest::Unsubscribe { symbol, .. } => symbol,
+        }
+    }
+}
+
 /// Why a market-data request is refused (the text of `reason`).
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum MdError {

@@ -17,7 +17,7 @@
 //! back, as it would for a full journal): the feed is a function of every
 //! event, so it can skip none.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap};
 use std::io;
 use std::net::{SocketAddr, UdpSocket};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -26,11 +26,11 @@ use std::sync::{Arc, Mutex, MutexGuard};
 use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
-use matching_core::{Event, RestingOrder, Seq, Side, Symbol, TradingStatus};
-use matching_marketdata::{FeedBook, LevelChange, Publisher, Sink, view_updates};
+use matching_core::{Event, RestingOrder, SYMBOL_LEN_MAX, Seq, Side, Symbol, TradingStatus};
+use matching_marketdata::{FeedBook, FeedWindow, LevelChange, Publisher, Sink, view_updates};
 use matching_proto::feed::{
-    FeedMessage, MoldWriter, PACKET_LEN_MAX, Session, decode_mold_request, decode_snapshot_request, encode_framed,
-    framed_len, mold_control,
+    FeedMessage, HEAD_LEN, MoldWriter, PACKET_LEN_MAX, Session, decode_mold_request, decode_snapshot_request,
+    encode_framed, framed_len, mold_control, pad_symbol, unpad_symbol,
 };
 use matching_proto::json_md::{Channel, Level, MdError, MdMessage, MdRequest, write_md};
 use rtrb::{Consumer, Producer, RingBuffer};
@@ -153,41 +153,41 @@ pub(crate) struct MdState {
 }
 
 const STATE_MAGIC: &[u8; 4] = b"MDS1";
+/// A locate in the state: the locate (u32 LE), the symbol as the feed pads
+/// it, the symbol's `md_seq` (u64 LE).
+const STATE_ENTRY: usize = 4 + SYMBOL_LEN_MAX + 8;
 
 impl MdState {
     pub(crate) fn encode(&self) -> Vec<u8> {
-        let mut out = Vec::with_capacity(4 + 10 + 8 + 4 + self.locates.len() * 45);
+        let mut out = Vec::with_capacity(4 + 10 + 8 + 4 + self.locates.len() * STATE_ENTRY);
         out.extend_from_slice(STATE_MAGIC);
         out.extend_from_slice(&self.session);
         out.extend_from_slice(&self.next.to_le_bytes());
         out.extend_from_slice(&(self.locates.len() as u32).to_le_bytes());
         for (locate, symbol, md_seq) in &self.locates {
             out.extend_from_slice(&locate.to_le_bytes());
-            out.push(symbol.as_bytes().len() as u8);
-            let mut padded = [0u8; 32];
-            padded[..symbol.as_bytes().len()].copy_from_slice(symbol.as_bytes());
-            out.extend_from_slice(&padded);
+            out.extend_from_slice(&pad_symbol(Some(symbol)));
             out.extend_from_slice(&md_seq.to_le_bytes());
         }
         out
     }
 
+    /// What [`MdState::encode`] wrote; `None` if it does not read (a new session then starts).
     pub(crate) fn decode(bytes: &[u8]) -> Option<MdState> {
         let rest = bytes.strip_prefix(STATE_MAGIC)?;
         let session: Session = rest.get(..10)?.try_into().ok()?;
         let next = u64::from_le_bytes(rest.get(10..18)?.try_into().ok()?);
         let count = u32::from_le_bytes(rest.get(18..22)?.try_into().ok()?) as usize;
         let entries = rest.get(22..)?;
-        if entries.len() != count.checked_mul(45)? {
+        if entries.len() != count.checked_mul(STATE_ENTRY)? {
             return None;
         }
         let locates = entries
-            .chunks_exact(45)
+            .chunks_exact(STATE_ENTRY)
             .map(|e| {
-                let locate = u32::from_le_bytes(e[0..4].try_into().ok()?);
-                let len = e[4] as usize;
-                let symbol = Symbol::from_bytes(e.get(5..5 + len)?)?;
-                Some((locate, symbol, u64::from_le_bytes(e[37..45].try_into().ok()?)))
+                let locate = u32::from_le_bytes(e[..4].try_into().ok()?);
+                let symbol = unpad_symbol(&e[4..4 + SYMBOL_LEN_MAX]).ok()??;
+                Some((locate, symbol, u64::from_le_bytes(e[4 + SYMBOL_LEN_MAX..].try_into().ok()?)))
             })
             .collect::<Option<Vec<_>>>()?;
         Some(MdState { session, next, locates })
@@ -206,65 +206,7 @@ fn new_session() -> Session {
     session
 }
 
-/// A feed message as sent, kept for re-requests (the longest is 45 bytes).
-#[derive(Clone, Copy)]
-struct Kept {
-    len: u8,
-    bytes: [u8; 47],
-}
-
-/// The last messages sent, for the re-request server.
-struct Window {
-    session: Session,
-    /// The number of `messages[0]`.
-    first: u64,
-    messages: VecDeque<Kept>,
-    capacity: usize,
-}
-
-impl Window {
-    fn next(&self) -> u64 {
-        self.first + self.messages.len() as u64
-    }
-
-    fn push(&mut self, message: &[u8]) {
-        if self.capacity == 0 {
-            self.first += 1;
-            return;
-        }
-        if self.messages.len() == self.capacity {
-            self.messages.pop_front();
-            self.first += 1;
-        }
-        let mut kept = Kept { len: message.len() as u8, bytes: [0; 47] };
-        kept.bytes[..message.len()].copy_from_slice(message);
-        self.messages.push_back(kept);
-    }
-
-    /// The answer to a re-request: the messages that fit one packet, or a
-    /// heartbeat naming the oldest message held (too old, or another
-    /// session) or the next one (not sent yet).
-    fn answer(&self, session: Session, seq: u64, count: u16) -> Vec<u8> {
-        if session != self.session || seq < self.first {
-            return mold_control(self.session, self.first, false).to_vec();
-        }
-        if seq >= self.next() || count == 0 {
-            return mold_control(self.session, self.next(), false).to_vec();
-        }
-        let mut writer = MoldWriter::new(self.session, seq);
-        let start = (seq - self.first) as usize;
-        for kept in self.messages.iter().skip(start).take(count as usize) {
-            let message = &kept.bytes[..kept.len as usize];
-            if !writer.fits(message.len()) {
-                break;
-            }
-            writer.push(message);
-        }
-        writer.bytes().to_vec()
-    }
-}
-
-fn locked(window: &Mutex<Window>) -> MutexGuard<'_, Window> {
+fn locked(window: &Mutex<FeedWindow>) -> MutexGuard<'_, FeedWindow> {
     window.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
@@ -281,6 +223,8 @@ struct Conn {
     out: mpsc::Sender<String>,
     kill: Arc<Kill>,
     subscriptions: usize,
+    /// Cut off (a trades subscriber fell behind): nothing more is sent.
+    cut: bool,
 }
 
 /// Per symbol: its JSON sequence and who listens.
@@ -294,64 +238,91 @@ struct SymbolMd {
     bbo: (Option<Level>, Option<Level>),
 }
 
-/// The JSON channels: who listens to what, and their bounded queues.
+/// The connections' bounded queues, and what a full one did.
 #[derive(Default)]
-struct Hub {
+struct Queues {
     conns: HashMap<u64, Conn>,
-    /// By locate.
-    symbols: HashMap<u32, SymbolMd>,
-    /// Subscriptions to symbols not named yet: `symbol` → locate when named.
-    waiting: HashMap<Symbol, Vec<Subscription>>,
+    /// Locates with a subscription owed a snapshot.
+    stale: BTreeSet<u32>,
     conflations: u64,
     cut_offs: u64,
 }
 
-enum Sent {
-    Ok,
-    Full,
-    Gone,
-}
-
-impl Hub {
-    fn send(conns: &HashMap<u64, Conn>, conn: u64, message: &MdMessage) -> Sent {
-        let Some(c) = conns.get(&conn) else { return Sent::Gone };
+impl Queues {
+    /// `Ok(false)`: the queue is full; `Err`: the connection is gone or cut off.
+    fn send(&self, conn: u64, message: &MdMessage) -> Result<bool, ()> {
+        let c = self.conns.get(&conn).filter(|c| !c.cut).ok_or(())?;
         let mut text = Vec::with_capacity(96);
         write_md(&mut text, message);
         match c.out.try_send(String::from_utf8(text).unwrap_or_default()) {
-            Ok(()) => Sent::Ok,
-            Err(mpsc::error::TrySendError::Full(_)) => Sent::Full,
-            Err(mpsc::error::TrySendError::Closed(_)) => Sent::Gone,
+            Ok(()) => Ok(true),
+            Err(mpsc::error::TrySendError::Full(_)) => Ok(false),
+            Err(mpsc::error::TrySendError::Closed(_)) => Err(()),
         }
     }
 
-    /// What a subscription is owed on (re)joining: the book, top of book,
-    /// or nothing (trades start from now).
-    fn snapshot(
-        book: &FeedBook,
-        locate: Option<u32>,
-        symbol: Symbol,
-        state: Option<&SymbolMd>,
-        sub: &Subscription,
-    ) -> Option<MdMessage> {
-        let md_seq = state.map_or(0, |s| s.md_seq);
-        let top = |side, n| locate.map(|l| book.top(l, side, n)).unwrap_or_default();
-        match sub.channel {
-            Channel::Book => {
-                let n = sub.depth.unwrap_or(usize::MAX);
-                let (bids, asks) = (top(Side::Buy, n), top(Side::Sell, n));
-                let checksum = matching_proto::json_md::book_checksum(&bids, &asks);
-                Some(MdMessage::Book { symbol, md_seq, bids, asks, checksum })
+    /// Sends `message` to `sub` (of `locate`); a full queue conflates a
+    /// book or bbo subscription and cuts off a trades one.
+    fn deliver(&mut self, locate: u32, sub: &mut Subscription, message: &MdMessage) {
+        if sub.stale || self.send(sub.conn, message) != Ok(false) {
+            return;
+        }
+        if sub.channel == Channel::Trades {
+            if let Some(c) = self.conns.get_mut(&sub.conn) {
+                c.kill.kill(format!("slow market-data reader: {} messages waiting unread", c.out.max_capacity()));
+                c.cut = true;
             }
-            Channel::Bbo => Some(MdMessage::Bbo {
-                symbol,
-                md_seq,
-                bid: top(Side::Buy, 1).first().copied(),
-                ask: top(Side::Sell, 1).first().copied(),
-            }),
-            Channel::Trades => None,
+            self.cut_offs += 1;
+        } else {
+            sub.stale = true;
+            self.stale.insert(locate);
+            self.conflations += 1;
         }
     }
+}
 
+/// The JSON channels: who listens to what.
+#[derive(Default)]
+struct Hub {
+    queues: Queues,
+    /// By locate.
+    symbols: HashMap<u32, SymbolMd>,
+    /// Subscriptions to symbols not named yet, until they are.
+    waiting: HashMap<Symbol, Vec<Subscription>>,
+}
+
+/// What a subscription is owed on (re)joining: the book, top of book, or
+/// nothing (trades start from now). `locate`: `None` for a symbol not named yet.
+fn snapshot(
+    book: &FeedBook,
+    locate: Option<u32>,
+    symbol: Symbol,
+    md_seq: u64,
+    sub: &Subscription,
+) -> Option<MdMessage> {
+    let top = |side, n| locate.map(|l| book.top(l, side, n)).unwrap_or_default();
+    match sub.channel {
+        Channel::Book => {
+            let n = sub.depth.unwrap_or(usize::MAX);
+            let (bids, asks) = (top(Side::Buy, n), top(Side::Sell, n));
+            let checksum = matching_proto::json_md::book_checksum(&bids, &asks);
+            Some(MdMessage::Book { symbol, md_seq, bids, asks, checksum })
+        }
+        Channel::Bbo => Some(MdMessage::Bbo {
+            symbol,
+            md_seq,
+            bid: top(Side::Buy, 1).first().copied(),
+            ask: top(Side::Sell, 1).first().copied(),
+        }),
+        Channel::Trades => None,
+    }
+}
+
+fn best(book: &FeedBook, locate: u32) -> (Option<Level>, Option<Level>) {
+    (book.top(locate, Side::Buy, 1).first().copied(), book.top(locate, Side::Sell, 1).first().copied())
+}
+
+impl Hub {
     fn request(
         &mut self,
         book: &FeedBook,
@@ -361,71 +332,69 @@ impl Hub {
         kill: Arc<Kill>,
         max: usize,
     ) {
-        let c = self.conns.entry(conn).or_insert(Conn { out, kill, subscriptions: 0 });
-        let reject = |conns: &HashMap<u64, Conn>, reason| {
-            Hub::send(conns, conn, &MdMessage::MdRejected { reason });
+        let Hub { queues, symbols, waiting } = self;
+        let subscriptions =
+            queues.conns.entry(conn).or_insert(Conn { out, kill, subscriptions: 0, cut: false }).subscriptions;
+        let locate = book.locate(request.symbol());
+        let (list, md_seq) = match locate {
+            Some(locate) => {
+                let state = symbols.entry(locate).or_default();
+                (&mut state.subscriptions, state.md_seq)
+            }
+            None => (waiting.entry(*request.symbol()).or_default(), 0),
         };
-        match request {
+        let answer = match request {
             MdRequest::Subscribe { channel, symbol, depth } => {
-                if c.subscriptions >= max {
-                    return reject(&self.conns, MdError::TooManySubscriptions);
-                }
-                let locate = book.locate(&symbol);
-                let list = match locate {
-                    Some(locate) => &mut self.symbols.entry(locate).or_default().subscriptions,
-                    None => self.waiting.entry(symbol).or_default(),
-                };
-                if list.iter().any(|s| s.conn == conn && s.channel == channel) {
-                    return reject(&self.conns, MdError::AlreadySubscribed);
-                }
-                let sub = Subscription { conn, channel, depth, stale: false };
-                c.subscriptions += 1;
-                Hub::send(&self.conns, conn, &MdMessage::Subscribed { channel, symbol, depth });
-                let state = locate.and_then(|l| self.symbols.get(&l));
-                let snapshot = Hub::snapshot(book, locate, symbol, state, &sub);
-                let mut sub = sub;
-                if let Some(snapshot) = snapshot
-                    && !matches!(Hub::send(&self.conns, conn, &snapshot), Sent::Ok)
-                {
-                    sub.stale = true;
-                }
-                if let Some(locate) = locate {
-                    let state = self.symbols.entry(locate).or_default();
-                    if channel == Channel::Book {
-                        state.checksum = book.checksum(locate);
-                    }
-                    if channel == Channel::Bbo {
-                        state.bbo = (
-                            book.top(locate, Side::Buy, 1).first().copied(),
-                            book.top(locate, Side::Sell, 1).first().copied(),
-                        );
-                    }
-                    state.subscriptions.push(sub);
+                if subscriptions >= max {
+                    MdMessage::MdRejected { reason: MdError::TooManySubscriptions }
+                } else if list.iter().any(|s| s.conn == conn && s.channel == channel) {
+                    MdMessage::MdRejected { reason: MdError::AlreadySubscribed }
                 } else {
-                    self.waiting.entry(symbol).or_default().push(sub);
+                    let mut sub = Subscription { conn, channel, depth, stale: false };
+                    let _ = queues.send(conn, &MdMessage::Subscribed { channel, symbol, depth });
+                    if let Some(snapshot) = snapshot(book, locate, symbol, md_seq, &sub)
+                        && queues.send(conn, &snapshot) != Ok(true)
+                    {
+                        sub.stale = true;
+                        queues.stale.extend(locate);
+                    }
+                    list.push(sub);
+                    if let Some(c) = queues.conns.get_mut(&conn) {
+                        c.subscriptions += 1;
+                    }
+                    if let Some(state) = locate.and_then(|l| symbols.get_mut(&l).map(|s| (l, s))) {
+                        let (locate, state) = state;
+                        match channel {
+                            Channel::Book => state.checksum = book.checksum(locate),
+                            Channel::Bbo => state.bbo = best(book, locate),
+                            Channel::Trades => {}
+                        }
+                    }
+                    return;
                 }
             }
             MdRequest::Unsubscribe { channel, symbol } => {
-                let list = match book.locate(&symbol) {
-                    Some(locate) => self.symbols.get_mut(&locate).map(|s| &mut s.subscriptions),
-                    None => self.waiting.get_mut(&symbol),
-                };
-                let Some(list) = list else { return reject(&self.conns, MdError::NotSubscribed) };
                 let before = list.len();
                 list.retain(|s| !(s.conn == conn && s.channel == channel));
                 if list.len() == before {
-                    return reject(&self.conns, MdError::NotSubscribed);
+                    MdMessage::MdRejected { reason: MdError::NotSubscribed }
+                } else {
+                    if let Some(c) = queues.conns.get_mut(&conn) {
+                        c.subscriptions -= 1;
+                    }
+                    MdMessage::Unsubscribed { channel, symbol }
                 }
-                if let Some(c) = self.conns.get_mut(&conn) {
-                    c.subscriptions -= 1;
-                }
-                Hub::send(&self.conns, conn, &MdMessage::Unsubscribed { channel, symbol });
             }
+        };
+        // A refused request on a symbol not named yet leaves nothing behind.
+        if locate.is_none() && waiting.get(request.symbol()).is_some_and(Vec::is_empty) {
+            waiting.remove(request.symbol());
         }
+        let _ = queues.send(conn, &answer);
     }
 
     fn gone(&mut self, conn: u64) {
-        self.conns.remove(&conn);
+        self.queues.conns.remove(&conn);
         for state in self.symbols.values_mut() {
             state.subscriptions.retain(|s| s.conn != conn);
         }
@@ -440,80 +409,48 @@ impl Hub {
         let state = self.symbols.entry(locate).or_default();
         state.symbol = Some(symbol);
         if let Some(list) = self.waiting.remove(&symbol) {
+            if list.iter().any(|s| s.stale) {
+                self.queues.stale.insert(locate);
+            }
             state.subscriptions.extend(list);
         }
     }
 
-    /// Sends `message` to subscription `index` of `locate`; a full queue
-    /// conflates a book or bbo subscription and cuts off a trades one.
-    fn deliver(&mut self, locate: u32, index: usize, message: &MdMessage) {
-        let Some(state) = self.symbols.get_mut(&locate) else { return };
-        let sub = &mut state.subscriptions[index];
-        if sub.stale {
-            return;
-        }
-        match Hub::send(&self.conns, sub.conn, message) {
-            Sent::Ok | Sent::Gone => {}
-            Sent::Full if sub.channel == Channel::Trades => {
-                if let Some(c) = self.conns.get(&sub.conn) {
-                    c.kill.kill(format!("slow market-data reader: {} messages waiting unread", c.out.max_capacity()));
-                }
-                self.cut_offs += 1;
-            }
-            Sent::Full => {
-                sub.stale = true;
-                self.conflations += 1;
-            }
-        }
-    }
-
     fn level(&mut self, book: &FeedBook, change: &LevelChange) {
+        let Hub { queues, symbols, .. } = self;
         // Counted whoever listens: the numbering is a function of the feed.
-        let state = self.symbols.entry(change.locate).or_default();
+        let state = symbols.entry(change.locate).or_default();
         state.md_seq += 1;
         if state.subscriptions.is_empty() {
             return;
         }
-        let md_seq = state.md_seq;
-        let Some(symbol) = book.symbol(change.locate) else { return };
+        let (md_seq, locate) = (state.md_seq, change.locate);
+        let Some(symbol) = state.symbol else { return };
         let listens = |channel| state.subscriptions.iter().any(|s| s.channel == channel);
-        let (book_subs, bbo_subs) = (listens(Channel::Book), listens(Channel::Bbo));
         let checksum_before = state.checksum;
-        if book_subs {
-            state.checksum = book.checksum(change.locate);
+        if listens(Channel::Book) {
+            state.checksum = book.checksum(locate);
         }
         let checksum_now = state.checksum;
         let mut bbo_changed = None;
-        if bbo_subs {
-            let bbo = (
-                book.top(change.locate, Side::Buy, 1).first().copied(),
-                book.top(change.locate, Side::Sell, 1).first().copied(),
-            );
-            if bbo != state.bbo {
-                state.bbo = bbo;
-                bbo_changed = Some(MdMessage::Bbo { symbol, md_seq, bid: bbo.0, ask: bbo.1 });
-            }
+        if listens(Channel::Bbo) && best(book, locate) != state.bbo {
+            state.bbo = best(book, locate);
+            bbo_changed = Some(MdMessage::Bbo { symbol, md_seq, bid: state.bbo.0, ask: state.bbo.1 });
         }
-        let count = state.subscriptions.len();
         let mut updates = Vec::new();
-        for index in 0..count {
-            let Some(sub) = self.symbols.get(&change.locate).map(|s| &s.subscriptions[index]) else { return };
+        for sub in &mut state.subscriptions {
             match sub.channel {
                 Channel::Book => {
                     updates.clear();
                     view_updates(book, change, sub.depth, &mut updates);
                     for &(side, price, qty, before) in &updates {
                         let checksum = if before { checksum_before } else { checksum_now };
-                        self.deliver(
-                            change.locate,
-                            index,
-                            &MdMessage::Level { symbol, md_seq, side, price, qty, checksum },
-                        );
+                        queues.deliver(locate, sub, &MdMessage::Level { symbol, md_seq, side, price, qty, checksum });
                     }
                 }
                 Channel::Bbo => {
                     if let Some(message) = &bbo_changed {
-                        self.deliver(change.locate, index, message);
+                        queues.deliver(locate, sub, message);
                     }
                 }
                 Channel::Trades => {}
@@ -523,33 +460,34 @@ impl Hub {
 
     fn print(&mut self, message: &FeedMessage) {
         let FeedMessage::Trade { locate, taker_side, qty, price, match_number, .. } = *message else { return };
-        let Some(state) = self.symbols.get(&locate) else { return };
+        let Hub { queues, symbols, .. } = self;
+        let Some(state) = symbols.get_mut(&locate) else { return };
         let Some(symbol) = state.symbol else { return };
         let print = MdMessage::Print { symbol, md_seq: state.md_seq, trade_id: match_number, price, qty, taker_side };
-        for index in 0..state.subscriptions.len() {
-            if self.symbols.get(&locate).is_some_and(|s| s.subscriptions[index].channel == Channel::Trades) {
-                self.deliver(locate, index, &print);
-            }
+        for sub in state.subscriptions.iter_mut().filter(|s| s.channel == Channel::Trades) {
+            queues.deliver(locate, sub, &print);
         }
     }
 
-    /// Owed snapshots go out to subscribers whose queue has room again.
+    /// Owed snapshots go out to subscribers whose queue has room again
+    /// (only the symbols that owe one are looked at).
     fn catch_up(&mut self, book: &FeedBook) {
-        for (&locate, state) in self.symbols.iter_mut() {
-            let Some(symbol) = book.symbol(locate) else { continue };
+        let Hub { queues, symbols, .. } = self;
+        for locate in std::mem::take(&mut queues.stale) {
+            let Some(state) = symbols.get_mut(&locate) else { continue };
+            let Some(symbol) = state.symbol else { continue };
             for sub in state.subscriptions.iter_mut().filter(|s| s.stale) {
-                let Some(c) = self.conns.get(&sub.conn) else { continue };
                 // Room for the snapshot and what follows it.
-                if c.out.capacity() < c.out.max_capacity() / 2 {
-                    continue;
-                }
-                let md_seq = state.md_seq;
-                let probe = SymbolMd { md_seq, ..SymbolMd::default() };
-                if let Some(snapshot) = Hub::snapshot(book, Some(locate), symbol, Some(&probe), sub)
-                    && matches!(Hub::send(&self.conns, sub.conn, &snapshot), Sent::Ok)
+                let room = queues.conns.get(&sub.conn).is_some_and(|c| c.out.capacity() >= c.out.max_capacity() / 2);
+                if room
+                    && let Some(snapshot) = snapshot(book, Some(locate), symbol, state.md_seq, sub)
+                    && queues.send(sub.conn, &snapshot) == Ok(true)
                 {
                     sub.stale = false;
                 }
+            }
+            if state.subscriptions.iter().any(|s| s.stale && queues.conns.contains_key(&s.conn)) {
+                queues.stale.insert(locate);
             }
         }
     }
@@ -563,9 +501,9 @@ struct Out {
     session: Session,
     next: u64,
     packet: MoldWriter,
-    /// The encoded messages of `packet` (to the window when it goes).
-    in_packet: Vec<u8>,
-    window: Arc<Mutex<Window>>,
+    /// The messages of `packet` (to the window when it goes: one lock a packet).
+    in_packet: Vec<FeedMessage>,
+    window: Arc<Mutex<FeedWindow>>,
     hub: Hub,
     last_sent: Instant,
     scratch: Vec<u8>,
@@ -585,14 +523,10 @@ impl Out {
             }
         }
         let mut window = locked(&self.window);
-        let mut at = 0;
-        while at + 2 <= self.in_packet.len() {
-            let len = u16::from_be_bytes([self.in_packet[at], self.in_packet[at + 1]]) as usize;
-            window.push(&self.in_packet[at + 2..at + 2 + len]);
-            at += 2 + len;
+        for message in self.in_packet.drain(..) {
+            window.push(message);
         }
         drop(window);
-        self.in_packet.clear();
         self.packet = MoldWriter::new(self.session, self.next);
         self.last_sent = Instant::now();
     }
@@ -619,8 +553,7 @@ impl Sink for PublisherSink<'_> {
             out.flush();
         }
         out.packet.push(&out.scratch);
-        out.in_packet.extend_from_slice(&(out.scratch.len() as u16).to_be_bytes());
-        out.in_packet.extend_from_slice(&out.scratch);
+        out.in_packet.push(*message);
         out.next += 1;
         match *message {
             // Before any other message of the symbol: its waiting subscribers hear all of them.
@@ -690,8 +623,7 @@ pub(crate) fn start(
     }
     let session = continued.as_ref().map_or_else(new_session, |s| s.session);
     let next = continued.as_ref().map_or(1, |s| s.next);
-    let window =
-        Arc::new(Mutex::new(Window { session, first: next, messages: VecDeque::new(), capacity: config.window }));
+    let window = Arc::new(Mutex::new(FeedWindow::new(session, next, config.window)));
     let mut hub = Hub::default();
     if let Some(state) = &continued {
         for &(locate, symbol, md_seq) in &state.locates {
@@ -706,7 +638,7 @@ pub(crate) fn start(
         session,
         next,
         packet: MoldWriter::new(session, next),
-        in_packet: Vec::with_capacity(PACKET_LEN_MAX),
+        in_packet: Vec::with_capacity(PACKET_LEN_MAX / HEAD_LEN),
         window: Arc::clone(&window),
         hub,
         last_sent: Instant::now(),
@@ -813,7 +745,7 @@ fn run(
             worked = true;
             out.flush();
             out.hub.catch_up(publisher.book());
-        } else if out.hub.symbols.values().any(|s| s.subscriptions.iter().any(|sub| sub.stale)) {
+        } else if !out.hub.queues.stale.is_empty() {
             out.hub.catch_up(publisher.book());
         }
         if stopping && inputs.is_empty() {
@@ -838,7 +770,7 @@ fn run(
 }
 
 /// The re-request server: a request in, one packet back to its sender.
-fn serve_rerequests(socket: UdpSocket, window: Arc<Mutex<Window>>, stop: Arc<AtomicBool>) {
+fn serve_rerequests(socket: UdpSocket, window: Arc<Mutex<FeedWindow>>, stop: Arc<AtomicBool>) {
     let mut buf = [0u8; 64];
     while !stop.load(Ordering::Acquire) {
         let (len, from) = match socket.recv_from(&mut buf) {
@@ -901,5 +833,22 @@ pub(crate) async fn serve_snapshots(
                 }
             }
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_feed_state_reads_back() {
+        let state = MdState {
+            session: *b"0123456789",
+            next: 42,
+            locates: vec![(1, Symbol::new("BTC-USD").unwrap(), 7), (2, Symbol::new("a/b.c_d-1").unwrap(), 0)],
+        };
+        assert_eq!(MdState::decode(&state.encode()), Some(state.clone()));
+        let bytes = state.encode();
+        assert_eq!(MdState::decode(&bytes[..bytes.len() - 1]), None);
     }
 }

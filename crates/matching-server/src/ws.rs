@@ -82,14 +82,8 @@ impl WsJson {
     /// connection's queue (the answer, then the snapshot, in order).
     fn market_data(&mut self, text: &[u8]) -> Option<()> {
         let request = parse_md_request(text)?;
-        let Some(public) = &mut self.public else {
-            let mut out = Vec::new();
-            write_md(&mut out, &MdMessage::MdRejected { reason: MdError::Unavailable });
-            self.output.push(String::from_utf8(out).unwrap_or_default());
-            return Some(());
-        };
-        match request {
-            Ok(request) => {
+        match (request, &mut self.public) {
+            (Ok(request), Some(public)) => {
                 public.subscribed = true;
                 public.md.send(MdControl::Request {
                     conn: public.conn,
@@ -98,7 +92,8 @@ impl WsJson {
                     kill: Arc::clone(&public.kill),
                 });
             }
-            Err(reason) => {
+            (refused, _) => {
+                let reason = refused.err().unwrap_or(MdError::Unavailable);
                 let mut out = Vec::new();
                 write_md(&mut out, &MdMessage::MdRejected { reason });
                 self.output.push(String::from_utf8(out).unwrap_or_default());
