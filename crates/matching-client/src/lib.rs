@@ -24,10 +24,11 @@
 //!
 //! [`feed::FeedClient`] is the other side of the house: it keeps the book of
 //! every symbol from the public market-data feed (MoldUDP64 over UDP, with
-//! re-requests and snapshots).
+//! re-requests and snapshots). [`admin::Admin`] calls the operator console.
 
 #![deny(unsafe_code)]
 
+pub mod admin;
 pub mod feed;
 
 pub mod public;

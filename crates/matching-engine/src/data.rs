@@ -292,7 +292,11 @@ fn inspect(storage: &FsStorage, out: &mut impl Write) -> std::io::Result<()> {
                         String::from_utf8_lossy(&text)
                     ));
                 }
-                (KIND_EXTERNAL, _) => line.push_str(",\"external\":true"),
+                (KIND_EXTERNAL, _) if record.payload.is_empty() => line.push_str(",\"external\":true"),
+                (KIND_EXTERNAL, _) => {
+                    let hex: String = record.payload.iter().map(|b| format!("{b:02x}")).collect();
+                    line.push_str(&format!(",\"note\":\"{hex}\""));
+                }
                 _ => line.push_str(",\"undecodable\":true"),
             }
             writeln!(out, "{line}}}")?;

@@ -2,6 +2,8 @@
 //!
 //! - `serve`: the engine as a network service (`matching-server`).
 //! - `users add`: a user for `serve --users`.
+//! - `admin`: the operator console of a running `serve` (status, sessions,
+//!   halt/resume, kill switch).
 //! - `replay`: runs a file of JSON-line commands through the core (SPEC.md).
 //! - `bench`: measures the core on generated, realistic order flow.
 //! - `bench-engine`: measures the multi-core engine end to end, beside the core.
@@ -18,6 +20,7 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+mod admin;
 mod data;
 mod md;
 mod replay;
@@ -35,7 +38,9 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Run the engine as a network service: binary, JSON over TCP, WebSocket.
-    Serve(serve::Args),
+    Serve(Box<serve::Args>),
+    /// The operator console of a running `serve`: status, sessions, halt, resume, kill switch.
+    Admin(admin::Args),
     /// Manage the users file of `serve --users`.
     #[command(subcommand)]
     Users(serve::UsersCommand),
@@ -63,11 +68,10 @@ enum Command {
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let result = match cli.command {
-        Command::Serve(args) => {
-            tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).init();
-            serve::run(args)
-        }
+        // Logs as its configuration says, once that is resolved.
+        Command::Serve(args) => serve::run(*args),
         Command::Users(command) => serve::users(command),
+        Command::Admin(args) => admin::run(args),
         Command::Replay(args) => replay::run(args),
         Command::Bench(args) => bench::core::run(args),
         Command::BenchEngine(args) => bench::engine::run(args),

@@ -1,109 +1,234 @@
 //! `matching-engine serve` and `users add`: the command line of the network
 //! service (`matching-server`).
 
+use std::io::Write;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use matching_journal::storage::FsStorage;
+use clap::ValueEnum;
+use matching_journal::storage::{FsStorage, SimStorage};
 use matching_pipeline::{Durability, EngineConfig, FsyncPolicy, WaitStrategy};
+use matching_server::config::{self, Flags, LogFormat, LogLevel, ServeFile};
 use matching_server::users::{Role, Users, add_user};
-use matching_server::{Auth, Limits, MdConfig, ServerConfig};
+use matching_server::{Auth, ServerConfig};
+use tracing_subscriber::filter::LevelFilter;
 
+/// Every setting is also a key of the configuration file (`--config`) and
+/// an environment variable (`ME_…`); a flag overrides both
+/// (docs/OPERATIONS.md). The defaults below are the file's.
 #[derive(clap::Args)]
 pub struct Args {
-    /// The data directory (journal and snapshots): recovered at start, created if missing.
-    #[arg(long, default_value = "./data")]
-    data: PathBuf,
-    /// The binary protocol (SoupBinTCP-style, docs/PROTOCOL.md).
-    #[arg(long, default_value = "127.0.0.1:7700")]
-    binary_addr: SocketAddr,
-    /// Newline-delimited JSON over TCP.
-    #[arg(long, default_value = "127.0.0.1:7701")]
-    json_addr: SocketAddr,
-    /// HTTP: the WebSocket JSON API at /ws.
-    #[arg(long, default_value = "127.0.0.1:8080")]
-    http_addr: SocketAddr,
+    /// A TOML configuration file (docs/OPERATIONS.md); the environment
+    /// (`ME_…`) and the flags override it.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// Print the effective configuration as TOML and exit, starting nothing.
+    #[arg(long)]
+    print_config: bool,
+    /// The data directory (journal and snapshots): recovered at start,
+    /// created if missing. Default: ./data.
+    #[arg(long)]
+    data: Option<PathBuf>,
+    /// The binary protocol (SoupBinTCP-style, docs/PROTOCOL.md). Default: 127.0.0.1:7700.
+    #[arg(long)]
+    binary_addr: Option<SocketAddr>,
+    /// Newline-delimited JSON over TCP. Default: 127.0.0.1:7701.
+    #[arg(long)]
+    json_addr: Option<SocketAddr>,
+    /// HTTP: the WebSocket JSON API at /ws. Default: 127.0.0.1:8080.
+    #[arg(long)]
+    http_addr: Option<SocketAddr>,
     /// Who may log in (see `users add`). Without it the server runs in an
     /// open development mode, on loopback addresses only.
     #[arg(long)]
     users: Option<PathBuf>,
-    /// When the journal syncs. `off` is for benchmarks only: a crash then
-    /// loses acknowledged commands.
-    #[arg(long, value_enum, default_value_t = FsyncPolicy::Batch)]
-    fsync: FsyncPolicy,
+    /// When the journal syncs (default: batch). `off` is for benchmarks
+    /// only: a crash then loses acknowledged commands.
+    #[arg(long, value_enum)]
+    fsync: Option<FsyncPolicy>,
     #[command(flatten)]
     layout: crate::data::LayoutFlags,
-    /// How engine threads wait for work (`park` sleeps when idle).
-    #[arg(long, value_enum, default_value_t = WaitStrategy::Park)]
-    wait: WaitStrategy,
-    /// Threads for the network (the engine's threads come on top).
-    #[arg(long, default_value_t = 1)]
-    io_threads: usize,
-    /// Longest frame, line or WebSocket message, in bytes.
-    #[arg(long, default_value_t = Limits::default().frame_bytes)]
-    frame_bytes: usize,
-    /// Most open connections.
-    #[arg(long, default_value_t = Limits::default().connections)]
-    max_connections: usize,
-    /// A session's requests awaiting their answer (beyond it, the server stops reading it).
-    #[arg(long, default_value_t = Limits::default().in_flight)]
-    max_in_flight: usize,
-    /// Replies queued for a session before it is dropped as a slow reader.
-    #[arg(long, default_value_t = Limits::default().outbox)]
-    max_outbox: usize,
-    /// A session's requests per second (and burst); more are rejected `rate_limited`.
-    #[arg(long, default_value_t = Limits::default().rate_per_s)]
-    rate_limit: u32,
-    /// Recent events kept for a login's `resume_after` (about 100 bytes each).
-    #[arg(long, default_value_t = Limits::default().resume_events)]
-    resume_events: usize,
-    /// Seconds a connection has to log in.
-    #[arg(long, default_value_t = Limits::default().login_timeout.as_secs_f64())]
-    login_timeout: f64,
+    /// How engine threads wait for work (`park`, the default, sleeps when idle).
+    #[arg(long, value_enum)]
+    wait: Option<WaitStrategy>,
+    /// Pin each shard thread to its own core.
+    #[arg(long)]
+    pin_cores: bool,
+    /// Threads for the network (the engine's threads come on top). Default: 1.
+    #[arg(long)]
+    io_threads: Option<usize>,
+    /// Longest frame, line or WebSocket message, in bytes. Default: 4096.
+    #[arg(long)]
+    frame_bytes: Option<usize>,
+    /// Most open connections. Default: 1024.
+    #[arg(long)]
+    max_connections: Option<usize>,
+    /// A session's requests awaiting their answer (beyond it, the server
+    /// stops reading it). Default: 1024.
+    #[arg(long)]
+    max_in_flight: Option<usize>,
+    /// Replies queued for a session before it is dropped as a slow reader
+    /// (at least 16). Default: 16384.
+    #[arg(long)]
+    max_outbox: Option<usize>,
+    /// A session's requests per second (and burst); more are rejected
+    /// `rate_limited`. Default: 200000.
+    #[arg(long)]
+    rate_limit: Option<u32>,
+    /// Recent events kept for a login's `resume_after` (about 100 bytes
+    /// each). Default: 262144.
+    #[arg(long)]
+    resume_events: Option<usize>,
+    /// Seconds a connection has to log in (0.001 to 3600). Default: 5.
+    #[arg(long)]
+    login_timeout: Option<f64>,
     /// Where the order-by-order feed (MoldUDP64 over UDP) is sent: a
     /// multicast group, or a listener's address; repeat it to send every
-    /// packet to several listeners.
-    #[arg(long = "feed-addr", default_value = "127.0.0.1:7710")]
+    /// packet to several listeners. Default: 127.0.0.1:7710.
+    #[arg(long = "feed-addr")]
     feed_addrs: Vec<SocketAddr>,
-    /// The feed's re-request server (UDP).
-    #[arg(long, default_value_t = MdConfig::default().rerequest_addr)]
-    feed_rerequest_addr: SocketAddr,
-    /// The feed's snapshot service (TCP): a symbol's book at a feed sequence number.
-    #[arg(long, default_value_t = MdConfig::default().snapshot_addr)]
-    feed_snapshot_addr: SocketAddr,
-    /// Milliseconds without a feed packet before a heartbeat goes out.
-    #[arg(long, default_value_t = MdConfig::default().heartbeat.as_millis() as u64)]
-    feed_heartbeat_ms: u64,
+    /// The feed's re-request server (UDP). Default: 127.0.0.1:7711.
+    #[arg(long)]
+    feed_rerequest_addr: Option<SocketAddr>,
+    /// The feed's snapshot service (TCP): a symbol's book at a feed
+    /// sequence number. Default: 127.0.0.1:7712.
+    #[arg(long)]
+    feed_snapshot_addr: Option<SocketAddr>,
+    /// Milliseconds without a feed packet before a heartbeat goes out (1 to
+    /// 60000). Default: 1000.
+    #[arg(long)]
+    feed_heartbeat_ms: Option<u64>,
     /// Feed messages kept in memory for re-requests (about 48 bytes each).
-    #[arg(long, default_value_t = MdConfig::default().window)]
-    feed_window: usize,
-    /// Market-data messages queued for one WebSocket before it is conflated or cut off.
-    #[arg(long, default_value_t = MdConfig::default().queue)]
-    md_queue: usize,
+    /// Default: 1000000.
+    #[arg(long)]
+    feed_window: Option<usize>,
+    /// Market-data messages queued for one WebSocket before it is conflated
+    /// or cut off (at least 16). Default: 4096.
+    #[arg(long)]
+    md_queue: Option<usize>,
     /// Run without market data: no feed, and the public channels are refused.
     #[arg(long)]
     no_market_data: bool,
+    /// Metrics (/metrics), health (/health/live, /health/ready) and the
+    /// operator console (/admin), over HTTP. Default: 127.0.0.1:7702.
+    #[arg(long)]
+    metrics_addr: Option<SocketAddr>,
+    /// Seconds between snapshots while serving (0, the default: only at a clean stop).
+    #[arg(long)]
+    snapshot_interval_s: Option<u64>,
+    /// Log lines as `text` (the default) or `json`, on stderr.
+    #[arg(long)]
+    log_format: Option<String>,
+    /// The most detailed log level: error, warn, info (the default), debug, trace.
+    #[arg(long)]
+    log_level: Option<String>,
+}
+
+impl Args {
+    /// The flags given, each as the configuration key it sets.
+    fn flags(&self) -> Flags {
+        let layout = &self.layout;
+        let mut flags = Flags::default();
+        flags
+            .set("data_dir", "--data", self.data.as_ref())
+            .set("users", "--users", self.users.as_ref())
+            .set("network.binary_addr", "--binary-addr", self.binary_addr)
+            .set("network.json_addr", "--json-addr", self.json_addr)
+            .set("network.http_addr", "--http-addr", self.http_addr)
+            .set("network.metrics_addr", "--metrics-addr", self.metrics_addr)
+            .set("network.io_threads", "--io-threads", self.io_threads)
+            .set("journal.fsync", "--fsync", self.fsync.map(value_name))
+            .set("journal.snapshot_interval_s", "--snapshot-interval-s", self.snapshot_interval_s)
+            .set("engine.shards", "--shards", layout.shards)
+            .set("engine.orders_max", "--orders-max", layout.orders_max)
+            .set("engine.symbols_max", "--symbols-max", layout.symbols_max)
+            .set("engine.wait", "--wait", self.wait.map(value_name))
+            .set("engine.pin_cores", "--pin-cores", self.pin_cores.then_some(true))
+            .set("limits.frame_bytes", "--frame-bytes", self.frame_bytes)
+            .set("limits.connections", "--max-connections", self.max_connections)
+            .set("limits.in_flight", "--max-in-flight", self.max_in_flight)
+            .set("limits.outbox", "--max-outbox", self.max_outbox)
+            .set("limits.rate_per_s", "--rate-limit", self.rate_limit)
+            .set("limits.resume_events", "--resume-events", self.resume_events)
+            .set("limits.login_timeout_s", "--login-timeout", self.login_timeout)
+            .set("market_data.enabled", "--no-market-data", self.no_market_data.then_some(false))
+            .set("market_data.feed_addrs", "--feed-addr", (!self.feed_addrs.is_empty()).then_some(&self.feed_addrs))
+            .set("market_data.rerequest_addr", "--feed-rerequest-addr", self.feed_rerequest_addr)
+            .set("market_data.snapshot_addr", "--feed-snapshot-addr", self.feed_snapshot_addr)
+            .set("market_data.heartbeat_ms", "--feed-heartbeat-ms", self.feed_heartbeat_ms)
+            .set("market_data.window", "--feed-window", self.feed_window)
+            .set("market_data.queue", "--md-queue", self.md_queue)
+            .set("log.format", "--log-format", self.log_format.as_ref())
+            .set("log.level", "--log-level", self.log_level.as_ref());
+        flags
+    }
+}
+
+/// A value's name on the command line, which the configuration file uses too.
+fn value_name(value: impl ValueEnum) -> String {
+    value.to_possible_value().expect("no value is skipped").get_name().to_string()
 }
 
 pub fn run(args: Args) -> anyhow::Result<()> {
-    let layout = args.layout.config(Some(&args.data))?;
-    let storage = FsStorage::open(&args.data).with_context(|| format!("cannot open {}", args.data.display()))?;
-    if args.fsync == FsyncPolicy::Off {
-        tracing::warn!("--fsync off: a crash loses acknowledged commands (benchmarks only)");
+    let mut file = config::resolve(args.config.as_deref(), std::env::vars_os(), args.flags())?;
+    // The journal settings left unset are the engine's own defaults; they
+    // are filled in here, where those are known, so that the printed
+    // configuration shows them too.
+    let engine_defaults = Durability::new(Arc::new(SimStorage::new()));
+    file.journal.group_bytes_max.get_or_insert(engine_defaults.group_bytes_max);
+    file.journal.group_linger_us.get_or_insert(engine_defaults.group_linger.as_micros() as u64);
+    file.journal.segment_bytes.get_or_insert(engine_defaults.segment_bytes);
+    if args.print_config {
+        let mut out = std::io::stdout().lock();
+        return out.write_all(file.to_toml()?.as_bytes()).context("cannot print the configuration");
     }
-    let engine = EngineConfig {
-        wait: args.wait,
-        durability: Some(Durability {
-            fsync: args.fsync,
-            // What a restart can still replay for `resume_after`.
-            recovery_events: args.resume_events,
-            ..Durability::new(Arc::new(storage))
-        }),
-        ..layout
+    init_logging(&file);
+    serve(file)
+}
+
+/// Log lines on stderr, as the configuration says.
+fn init_logging(file: &ServeFile) {
+    let level = match file.log.level {
+        LogLevel::Error => LevelFilter::ERROR,
+        LogLevel::Warn => LevelFilter::WARN,
+        LogLevel::Info => LevelFilter::INFO,
+        LogLevel::Debug => LevelFilter::DEBUG,
+        LogLevel::Trace => LevelFilter::TRACE,
     };
-    let auth = match &args.users {
+    let logger = tracing_subscriber::fmt().with_writer(std::io::stderr).with_target(false).with_max_level(level);
+    match file.log.format {
+        LogFormat::Text => logger.init(),
+        LogFormat::Json => logger.json().init(),
+    }
+}
+
+fn serve(file: ServeFile) -> anyhow::Result<()> {
+    let data = &file.data_dir;
+    let asked = &file.engine;
+    let flags =
+        crate::data::LayoutFlags { shards: asked.shards, orders_max: asked.orders_max, symbols_max: asked.symbols_max };
+    let mut layout = flags.config(Some(data))?;
+    // As the three above: when the configuration does not say, the data
+    // directory's (a contradiction is refused by the engine, naming it).
+    if let Some(placement) = &asked.symbol_shards {
+        layout.symbol_shards = placement.iter().map(|entry| (entry.symbol, entry.shard)).collect();
+    }
+    if let Some(listed) = &file.instruments {
+        layout.exchange.instruments = Some(listed.iter().map(|instrument| instrument.symbol).collect());
+    }
+    let storage = FsStorage::open(data).with_context(|| format!("cannot open {}", data.display()))?;
+    if file.journal.fsync == FsyncPolicy::Off {
+        tracing::warn!("journal.fsync is off: a crash loses acknowledged commands (benchmarks only)");
+    }
+    let durability = Durability {
+        // What a restart can still replay for `resume_after`.
+        recovery_events: file.limits.resume_events,
+        ..file.journal.durability(Durability::new(Arc::new(storage)))
+    };
+    let engine = EngineConfig { wait: asked.wait, pin_cores: asked.pin_cores, durability: Some(durability), ..layout };
+    let auth = match &file.users {
         Some(path) => {
             let users = Users::load(path)?;
             tracing::info!(users = users.len(), file = %path.display(), "users loaded");
@@ -111,37 +236,28 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         }
         None => Auth::Open,
     };
-    let limits = Limits {
-        frame_bytes: args.frame_bytes,
-        connections: args.max_connections.max(1),
-        in_flight: args.max_in_flight.max(1),
-        outbox: args.max_outbox.max(16),
-        rate_per_s: args.rate_limit.max(1),
-        login_timeout: std::time::Duration::from_secs_f64(args.login_timeout.clamp(0.001, 3600.0)),
-        resume_events: args.resume_events,
-        ..Limits::default()
-    };
     let config = ServerConfig {
         engine,
-        binary_addr: args.binary_addr,
-        json_addr: args.json_addr,
-        http_addr: args.http_addr,
+        binary_addr: file.network.binary_addr,
+        json_addr: file.network.json_addr,
+        http_addr: file.network.http_addr,
         auth,
-        limits,
-        io_threads: args.io_threads,
-        market_data: (!args.no_market_data).then_some(MdConfig {
-            feed_addrs: args.feed_addrs,
-            rerequest_addr: args.feed_rerequest_addr,
-            snapshot_addr: args.feed_snapshot_addr,
-            heartbeat: std::time::Duration::from_millis(args.feed_heartbeat_ms.clamp(1, 60_000)),
-            window: args.feed_window,
-            queue: args.md_queue.max(16),
-            ..MdConfig::default()
-        }),
+        limits: file.limits.limits(),
+        io_threads: file.network.io_threads,
+        market_data: file.market_data.config(),
+        metrics_addr: file.network.metrics_addr,
+        snapshot_interval: file.journal.snapshot_interval(),
+        instruments: file.instruments(),
     };
-    matching_server::run(config, |bound| {
-        // One line on stdout for whoever started us (tests, scripts): where we listen.
-        let mut line = format!("listening binary={} json={} http={}", bound.binary, bound.json, bound.http);
+    // Lines on stdout for whoever started us (tests, scripts): first where
+    // metrics, health and the console answer (before recovery), then where
+    // everything listens.
+    let operating = |metrics| println!("operating metrics={metrics}");
+    matching_server::run_with(config, operating, |bound| {
+        let mut line = format!(
+            "listening binary={} json={} http={} metrics={}",
+            bound.binary, bound.json, bound.http, bound.metrics
+        );
         if let Some(md) = bound.md {
             line.push_str(&format!(" rerequest={} snapshot={}", md.rerequest, md.snapshot));
         }

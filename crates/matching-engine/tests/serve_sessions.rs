@@ -7,63 +7,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
+use common::client::{closed, connect, event, new, next, quiet, sym};
 use common::server::{Server, add_user, scratch};
 use futures_util::{SinkExt, StreamExt};
 use matching_client::{Client, Encoding, login};
-use matching_core::{Action, CancelReason, NewOrder, RejectReason, Side, Symbol, TradingStatus};
+use matching_core::{Action, CancelReason, RejectReason, Side, TradingStatus};
 use matching_proto::session::{Cid, ClientEvent, GatewayReason, Liquidity, Login, LoginError, Reply, Request};
-
-const WAIT: Duration = Duration::from_secs(10);
-
-fn sym(name: &str) -> Symbol {
-    Symbol::new(name).unwrap()
-}
-
-fn new(user: u64, symbol: &str, side: Side, price: u64, qty: u64, cid: Option<&str>) -> Request {
-    let order = NewOrder::limit(0, user, sym(symbol), side, price, qty);
-    Request::Command { action: Action::New(order), cid: cid.and_then(Cid::new) }
-}
-
-async fn connect(addr: std::net::SocketAddr, encoding: Encoding, user: u64, key: &str) -> Client {
-    let mut client = Client::connect(addr, encoding).await.unwrap();
-    assert_eq!(client.login(login(user, key)).await.unwrap(), Reply::LoginAccepted { user });
-    client
-}
-
-/// The next reply, failing the test if none comes.
-async fn next(client: &mut Client) -> Reply {
-    match client.next_within(WAIT).await {
-        Ok(Some(reply)) => reply,
-        other => panic!("no reply: {other:?}"),
-    }
-}
-
-/// The next engine event (skipping nothing: the test knows what comes).
-async fn event(client: &mut Client) -> (u64, ClientEvent) {
-    match next(client).await {
-        Reply::Event { seq, event } => (seq, event),
-        other => panic!("expected an event, got {other:?}"),
-    }
-}
-
-/// Nothing arrives for a little while.
-async fn quiet(client: &mut Client) {
-    if let Ok(Some(reply)) = client.next_within(Duration::from_millis(300)).await {
-        panic!("expected nothing, got {reply:?}");
-    }
-}
-
-/// The server closes the connection (after a goodbye, if it sends one).
-async fn closed(client: &mut Client) -> Option<String> {
-    let mut goodbye = None;
-    loop {
-        match client.next_within(WAIT).await {
-            Ok(Some(Reply::Goodbye { reason })) => goodbye = Some(reason),
-            Ok(Some(_)) => continue,
-            Ok(None) | Err(_) => return goodbye,
-        }
-    }
-}
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn logins_keys_and_roles() {

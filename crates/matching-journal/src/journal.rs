@@ -27,14 +27,45 @@ pub enum Record {
     NewWithCid(Command, Cid),
     /// A `seq` a front end used for something that is not a command.
     External(Seq),
+    /// A `seq` a front end used for a change of its own state that recovery
+    /// must reproduce (an operator's kill switch, say): a few opaque bytes
+    /// the core never sees, handed back in [`RecoveryReport::notes`].
+    Note(Seq, Note),
 }
 
 impl Record {
     pub fn seq(&self) -> Seq {
         match self {
             Record::Command(command) | Record::NewWithCid(command, _) => command.seq,
-            Record::External(seq) => *seq,
+            Record::External(seq) | Record::Note(seq, _) => *seq,
         }
+    }
+}
+
+/// Most bytes in a [`Note`].
+pub const NOTE_MAX: usize = 24;
+
+/// The payload of a [`Record::Note`]: 1 to [`NOTE_MAX`] bytes, kept inline
+/// so a record stays `Copy`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Note {
+    len: u8,
+    bytes: [u8; NOTE_MAX],
+}
+
+impl Note {
+    /// `None` for no bytes (that is an [`Record::External`]) or more than [`NOTE_MAX`].
+    pub fn new(bytes: &[u8]) -> Option<Note> {
+        if bytes.is_empty() || bytes.len() > NOTE_MAX {
+            return None;
+        }
+        let mut note = Note { len: bytes.len() as u8, bytes: [0; NOTE_MAX] };
+        note.bytes[..bytes.len()].copy_from_slice(bytes);
+        Some(note)
+    }
+
+    pub fn as_bytes(&self) -> &[u8] {
+        &self.bytes[..self.len as usize]
     }
 }
 
@@ -227,6 +258,10 @@ impl JournalWriter {
                 KIND_COMMAND
             }
             Record::External(_) => KIND_EXTERNAL,
+            Record::Note(_, note) => {
+                self.payload.extend_from_slice(note.as_bytes());
+                KIND_EXTERNAL
+            }
         };
         if self.segment_len + self.buffer.len() as u64 >= self.segment_bytes_max
             && self.segment_len > SEGMENT_HEADER_LEN as u64
@@ -360,6 +395,8 @@ pub struct RecoveryReport {
     /// The client order ids of the new orders applied after the snapshot:
     /// `(order id, user, cid)`.
     pub new_order_cids: Vec<(matching_core::OrderId, matching_core::UserId, Cid)>,
+    /// The notes ([`Record::Note`]) applied after the snapshot, in `seq` order.
+    pub notes: Vec<(Seq, Note)>,
 }
 
 /// Why the engine must not start.
@@ -600,6 +637,7 @@ pub fn recover(
                         })
                     }
                     KIND_EXTERNAL if record.payload.is_empty() => Some(Record::External(record.seq)),
+                    KIND_EXTERNAL => Note::new(record.payload).map(|note| Record::Note(record.seq, note)),
                     _ => None,
                 };
                 let Some(parsed) = parsed else {
@@ -607,6 +645,9 @@ pub fn recover(
                 };
                 if let Record::NewWithCid(Command { action: matching_core::Action::New(order), .. }, cid) = parsed {
                     report.new_order_cids.push((order.order_id, order.user, cid));
+                }
+                if let Record::Note(seq, note) = parsed {
+                    report.notes.push((seq, note));
                 }
                 apply(&parsed);
                 report.records_applied += 1;
@@ -975,6 +1016,34 @@ mod tests {
         assert_eq!(loaded, Some((3, b"state".to_vec())));
         assert_eq!(report.snapshot_annex, b"annex bytes");
         assert!(report.new_order_cids.is_empty(), "the tagged order is before the snapshot");
+    }
+
+    /// A note is journaled as an external record with its bytes, comes back
+    /// from recovery in `seq` order, and only those after the snapshot are reported.
+    #[test]
+    fn notes_are_journaled_and_recovered_after_the_snapshot() {
+        let storage = SimStorage::new();
+        let shared: Arc<dyn Storage> = Arc::new(storage.clone());
+        let mut writer = JournalWriter::open(shared, &JournalState::default(), 1 << 20).unwrap();
+        let first = Note::new(b"K\x01user-7").unwrap();
+        let second = Note::new(&[9; NOTE_MAX]).unwrap();
+        assert!(Note::new(&[]).is_none() && Note::new(&[0; NOTE_MAX + 1]).is_none());
+        for seq in 1..=6 {
+            let record = match seq {
+                2 => Record::Note(seq, first),
+                5 => Record::Note(seq, second),
+                _ => command(seq),
+            };
+            writer.append(&record).unwrap();
+        }
+        writer.write().unwrap();
+        writer.sync().unwrap();
+        let (report, records) = recovered(&storage).unwrap();
+        assert_eq!((records[1], records[4]), (Record::Note(2, first), Record::Note(5, second)));
+        assert_eq!(report.notes, vec![(2, first), (5, second)]);
+        write_snapshot_with(&storage, 3, 3, b"state", b"").unwrap();
+        let report = recover(&storage, false, |_, _, _| Ok(()), |_| {}).unwrap();
+        assert_eq!(report.notes, vec![(5, second)], "the first note is in the snapshot");
     }
 
     fn new_user(command: &Command) -> u64 {

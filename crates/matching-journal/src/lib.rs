@@ -11,6 +11,6 @@ pub mod storage;
 pub use manifest::{Layout, MANIFEST_FILE, Manifest, read_manifest, write_manifest};
 
 pub use journal::{
-    JournalState, JournalWriter, Record, RecoveryError, RecoveryReport, SEGMENT_BYTES_DEFAULT, TornTail, recover,
-    segment_name, snapshot_name, write_snapshot, write_snapshot_with,
+    JournalState, JournalWriter, NOTE_MAX, Note, Record, RecoveryError, RecoveryReport, SEGMENT_BYTES_DEFAULT,
+    TornTail, recover, segment_name, snapshot_name, write_snapshot, write_snapshot_with,
 };

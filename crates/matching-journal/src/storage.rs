@@ -30,6 +30,10 @@ pub trait Storage: Send + Sync {
     fn sync_dir(&self) -> io::Result<()>;
     /// Where the files are, for messages.
     fn describe(&self, name: &str) -> String;
+    /// A file's length in bytes (for status and metrics).
+    fn size(&self, name: &str) -> io::Result<u64> {
+        self.read(name).map(|bytes| bytes.len() as u64)
+    }
 }
 
 /// A file being appended to.
@@ -82,6 +86,9 @@ impl<S: Storage, H: StorageHooks> Storage for Wrapped<S, H> {
     }
     fn describe(&self, name: &str) -> String {
         self.inner.describe(name)
+    }
+    fn size(&self, name: &str) -> io::Result<u64> {
+        self.inner.size(name)
     }
 }
 
@@ -166,6 +173,10 @@ impl Storage for FsStorage {
 
     fn read(&self, name: &str) -> io::Result<Vec<u8>> {
         fs::read(self.path(name))
+    }
+
+    fn size(&self, name: &str) -> io::Result<u64> {
+        fs::metadata(self.path(name)).map(|m| m.len())
     }
 
     fn create(&self, name: &str) -> io::Result<Box<dyn StorageFile>> {

@@ -256,8 +256,10 @@ fn a_checksummed_record_that_is_not_a_command_is_corruption() {
     let bytes = whole.contents(&segment).unwrap();
     let spans = record_spans(&bytes);
     let last = format::parse_record(&bytes[spans[spans.len() - 1].0..]).unwrap();
+    // An external record carries no payload, or a note of at most NOTE_MAX bytes.
+    let long_note = [7u8; matching_journal::NOTE_MAX + 1];
     for (kind, payload) in
-        [(KIND_COMMAND, &b"not a command"[..]), (KIND_COMMAND, &[][..]), (9, &[][..]), (KIND_EXTERNAL, &b"x"[..])]
+        [(KIND_COMMAND, &b"not a command"[..]), (KIND_COMMAND, &[][..]), (9, &[][..]), (KIND_EXTERNAL, &long_note[..])]
     {
         let mut damaged = bytes.clone();
         format::append_record(&mut damaged, n + 1, kind, payload, last.chain_crc);

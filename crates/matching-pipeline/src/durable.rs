@@ -14,6 +14,7 @@ use matching_journal::{JournalWriter, Record, storage::Storage};
 use rtrb::Consumer;
 
 use crate::health::{Health, PanicGuard, Stopped};
+use crate::stats::JournalStats;
 use crate::wait::{Backoff, Signal, WaitStrategy};
 
 /// When the journal calls `fdatasync`.
@@ -95,10 +96,12 @@ pub(crate) enum JournalEntry {
 
 /// What the journal thread tells everyone else (a failure goes to the
 /// engine's [`Health`]: nothing after `durable` will ever be released).
-#[derive(Default)]
+#[derive(Debug, Default)]
 pub(crate) struct JournalStatus {
     /// Every record with `seq <= durable` is durable (per the policy).
     pub(crate) durable: AtomicU64,
+    /// Its groups, written by the journal thread alone.
+    pub(crate) stats: JournalStats,
 }
 
 pub(crate) struct JournalThread {
@@ -165,9 +168,17 @@ impl JournalThread {
             panic_guard: _,
         } = self;
         let commit = |writer: &mut JournalWriter| -> io::Result<()> {
+            let bytes = writer.buffered() as u64;
             writer.write()?;
             if *policy != FsyncPolicy::Off {
+                let started = Instant::now();
                 writer.sync()?;
+                status.stats.fsync_ns.record(started.elapsed().as_nanos() as u64);
+            }
+            let records = writer.last_seq() - status.durable.load(Ordering::Relaxed);
+            if records > 0 {
+                status.stats.group_records.record(records);
+                status.stats.group_bytes.record(bytes);
             }
             status.durable.store(writer.last_seq(), Ordering::Release);
             if *wait == WaitStrategy::Park {

@@ -45,6 +45,7 @@ mod recent;
 mod routing;
 mod sequencer;
 mod shard;
+mod stats;
 mod wait;
 
 use std::fmt;
@@ -61,11 +62,13 @@ use rtrb::RingBuffer;
 
 pub use durable::{Durability, FsyncPolicy};
 pub use health::Stopped;
+pub use matching_journal::Note;
 pub use matching_journal::{RecoveryError, RecoveryReport, TornTail};
 pub use merger::{EventReader, Mark, Output};
 pub use message::{Answer, DepthLevel, Query};
 pub use recent::Recent;
 pub use sequencer::Clock;
+pub use stats::{Counter, Histogram, HistogramSnapshot, JournalStats, LATENCY_NS_BOUNDS, Monitor};
 pub use wait::WaitStrategy;
 
 use durable::{JournalEntry, JournalStatus, JournalThread};
@@ -274,7 +277,7 @@ fn recover_shards(
             let (command, cid) = match record {
                 Record::Command(command) => (command, None),
                 Record::NewWithCid(command, cid) => (command, Some(*cid)),
-                Record::External(_) => return,
+                Record::External(_) | Record::Note(..) => return,
             };
             let mut exchanges = exchanges.borrow_mut();
             let keep = durability.recovery_events > 0;
@@ -356,6 +359,7 @@ pub struct Engine<X: Copy + Send + 'static = ()> {
     recovery: Option<RecoveryReport>,
     recovered_events: RecoveredEvents,
     health: Arc<Health>,
+    monitor: Arc<Monitor>,
 }
 
 /// The engine's side of the journal thread.
@@ -541,6 +545,12 @@ impl<X: Copy + Send + 'static> Engine<X> {
             None => (None, None),
         };
         let Started { inputs, shards: workers } = started;
+        let monitor = Arc::new(Monitor {
+            ring_fill: (0..config.shards).map(|_| Counter::default()).collect(),
+            ring_capacity: config.input_ring,
+            journal: journal.as_ref().map(|j| Arc::clone(&j.status)),
+            health: Arc::clone(&health),
+        });
         let sequencer = Sequencer {
             next_seq,
             inputs,
@@ -557,6 +567,7 @@ impl<X: Copy + Send + 'static> Engine<X> {
             journal: journal_producer,
             journal_signal,
             health: Arc::clone(&health),
+            monitor: Arc::clone(&monitor),
         };
         let reader = EventReader {
             shards: outputs,
@@ -579,6 +590,7 @@ impl<X: Copy + Send + 'static> Engine<X> {
             recovery,
             recovered_events,
             health,
+            monitor,
         };
         Ok((engine, reader))
     }
@@ -636,6 +648,19 @@ impl<X: Copy + Send + 'static> Engine<X> {
     /// the reader.
     pub fn try_submit_external(&self, item: X) -> Result<Option<Seq>, Stopped> {
         locked(&self.sequencer).try_submit_external(item)
+    }
+
+    /// As [`Engine::try_submit_external`], journaling `note` with it:
+    /// recovery hands the note back ([`RecoveryReport::notes`]), so a front
+    /// end's own state changes (an operator's kill switch) survive a restart.
+    pub fn try_submit_note(&self, item: X, note: Note) -> Result<Option<Seq>, Stopped> {
+        locked(&self.sequencer).try_submit_noted(item, Some(note))
+    }
+
+    /// What any thread may watch of the engine while it runs: ring fill,
+    /// the journal's groups and durable `seq`, whether it stopped.
+    pub fn monitor(&self) -> Arc<Monitor> {
+        Arc::clone(&self.monitor)
     }
 
     /// The `seq` the next command will get.

@@ -13,7 +13,7 @@ use crate::health::{Health, Stopped};
 use crate::message::ShardInput;
 use crate::routing::{IdRoutes, OrderRoute, SymbolRouter};
 use crate::wait::{Backoff, Signal, WaitStrategy};
-use matching_journal::Record;
+use matching_journal::{Note, Record};
 
 /// Where timestamps come from.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Default)]
@@ -51,6 +51,8 @@ pub(crate) struct Sequencer<X> {
     pub(crate) journal: Option<Producer<JournalEntry>>,
     pub(crate) journal_signal: Arc<Signal>,
     pub(crate) health: Arc<Health>,
+    /// Where each shard's ring fill is noted, once per batch.
+    pub(crate) monitor: Arc<crate::stats::Monitor>,
 }
 
 impl<X: Copy> Sequencer<X> {
@@ -78,6 +80,7 @@ impl<X: Copy> Sequencer<X> {
         let shards = self.inputs.len();
         for (shard, room) in self.room.iter_mut().enumerate() {
             *room = self.inputs[shard].slots();
+            self.monitor.ring_fill[shard].set((self.monitor.ring_capacity - *room) as u64);
         }
         let journal_room = self.journal.as_ref().map_or(usize::MAX, |j| j.slots());
         self.routes.clear();
@@ -219,13 +222,23 @@ impl<X: Copy> Sequencer<X> {
     /// As [`Sequencer::submit_external`], or `None` (and no `seq` taken)
     /// when the external ring or the journal's is full.
     pub(crate) fn try_submit_external(&mut self, payload: X) -> Result<Option<Seq>, Stopped> {
+        self.try_submit_noted(payload, None)
+    }
+
+    /// As [`Sequencer::try_submit_external`], journaling `note` with the
+    /// `seq` (recovery hands it back).
+    pub(crate) fn try_submit_noted(&mut self, payload: X, note: Option<Note>) -> Result<Option<Seq>, Stopped> {
         self.health.check()?;
         let seq = self.next_seq;
         if self.journal.as_ref().is_some_and(|j| j.slots() == 0) || self.external.slots() == 0 {
             return Ok(None);
         }
         if let Some(journal) = &mut self.journal {
-            let pushed = journal.push(JournalEntry::Record(Record::External(seq)));
+            let record = match note {
+                Some(note) => Record::Note(seq, note),
+                None => Record::External(seq),
+            };
+            let pushed = journal.push(JournalEntry::Record(record));
             debug_assert!(pushed.is_ok(), "Invariant: the journal's room was counted");
             if self.wait == WaitStrategy::Park {
                 self.journal_signal.wake();

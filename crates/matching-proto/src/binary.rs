@@ -210,7 +210,8 @@ codes! {
     }
     GatewayReason {
         Malformed = 1, UnknownOp = 2, InvalidSymbol = 3, InvalidTif = 4, NotLoggedIn = 5, NotPermitted = 6,
-        DuplicateCid = 7, UnknownCid = 8, RateLimited = 9, TooLong = 11, Unavailable = 12,
+        DuplicateCid = 7, UnknownCid = 8, RateLimited = 9, TooLong = 11, Unavailable = 12, KillSwitch = 13,
+        InvalidTick = 14, InvalidLot = 15,
     }
     // SoupBinTCP's reject reason codes, and one of ours.
     LoginError { BadCredentials = b'A', Unavailable = b'S', Malformed = b'M' }

@@ -86,10 +86,17 @@ pub enum GatewayReason {
     TooLong,
     /// The engine has stopped (a failed disk, say): nothing more is taken.
     Unavailable,
+    /// The user's kill switch is on (an operator's): no new order or
+    /// modify until it is released; cancels are still taken.
+    KillSwitch,
+    /// A price that is not a multiple of the symbol's tick.
+    InvalidTick,
+    /// A quantity that is not a multiple of the symbol's lot.
+    InvalidLot,
 }
 
 impl GatewayReason {
-    pub const ALL: [GatewayReason; 11] = [
+    pub const ALL: [GatewayReason; 14] = [
         GatewayReason::Malformed,
         GatewayReason::UnknownOp,
         GatewayReason::InvalidSymbol,
@@ -101,6 +108,9 @@ impl GatewayReason {
         GatewayReason::RateLimited,
         GatewayReason::TooLong,
         GatewayReason::Unavailable,
+        GatewayReason::KillSwitch,
+        GatewayReason::InvalidTick,
+        GatewayReason::InvalidLot,
     ];
 
     pub fn as_str(self) -> &'static str {
@@ -116,6 +126,9 @@ impl GatewayReason {
             GatewayReason::RateLimited => "rate_limited",
             GatewayReason::TooLong => "too_long",
             GatewayReason::Unavailable => "unavailable",
+            GatewayReason::KillSwitch => "kill_switch",
+            GatewayReason::InvalidTick => "invalid_tick",
+            GatewayReason::InvalidLot => "invalid_lot",
         }
     }
 

@@ -81,6 +81,10 @@ impl Transport for Binary {
         self.io.flush().await
     }
 
+    fn protocol(&self) -> crate::stats::Protocol {
+        crate::stats::Protocol::Binary
+    }
+
     fn abandon(&mut self) {
         self.io.abandon();
     }

@@ -15,7 +15,9 @@
 //! a trade to every session of its maker and of its taker, each seeing its
 //! own side; a `cancelled` to every session of the order's owner.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::net::IpAddr;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use foldhash::fast::RandomState;
 use rustc_hash::{FxHashMap, FxHashSet};
@@ -23,13 +25,14 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::thread::Thread;
 
-use matching_core::{Action, Event, EventKind, OrderId, Price, Qty, Seq, Side, Symbol, Trade, UserId};
-use matching_pipeline::{Engine, EventReader, Output, Recent, RecoveredEvent, RecoveredEvents, Stopped};
+use matching_core::{Action, Event, EventKind, OrderId, Price, Qty, Seq, Side, Symbol, Trade, TradingStatus, UserId};
+use matching_pipeline::{Engine, EventReader, Note, Output, Recent, RecoveredEvent, RecoveredEvents, Stopped};
 use matching_proto::session::{Cid, ClientEvent, GatewayReason, Liquidity, OrderInfo, Reply, Request};
-use tokio::sync::{Notify, mpsc};
+use tokio::sync::{Notify, mpsc, oneshot};
 
 use crate::Books;
 use crate::md::{MdFeed, MdInput};
+use crate::stats::{Cause, CommandKind, DriverStats, Protocol, SymbolSlots};
 use crate::users::Role;
 
 pub(crate) type SessionId = u64;
@@ -37,19 +40,24 @@ pub(crate) type SessionId = u64;
 /// How a session is told it is being dropped.
 #[derive(Default)]
 pub(crate) struct Kill {
-    reason: OnceLock<String>,
+    reason: OnceLock<(Cause, String)>,
     notify: Notify,
 }
 
 impl Kill {
     /// Drops the session for `reason` (the first reason given stands).
-    pub(crate) fn kill(&self, reason: String) {
-        let _ = self.reason.set(reason);
+    pub(crate) fn kill(&self, cause: Cause, reason: String) {
+        let _ = self.reason.set((cause, reason));
         self.notify.notify_one();
     }
 
+    /// What the client is told.
     pub(crate) fn reason(&self) -> Option<&str> {
-        self.reason.get().map(String::as_str)
+        self.reason.get().map(|(_, reason)| reason.as_str())
+    }
+
+    pub(crate) fn cause(&self) -> Option<Cause> {
+        self.reason.get().map(|(cause, _)| *cause)
     }
 
     /// Resolves once the session is to be dropped.
@@ -85,6 +93,8 @@ pub(crate) enum Inbound {
         session: SessionId,
         user: UserId,
         role: Role,
+        protocol: Protocol,
+        peer: IpAddr,
         cancel_on_disconnect: bool,
         /// The login's `resume_after`.
         resume_after: Option<Seq>,
@@ -96,6 +106,63 @@ pub(crate) enum Inbound {
     Closed { session: SessionId },
     /// Stop taking requests, finish what is queued, snapshot, stop.
     Shutdown,
+    /// An operator's request from the console, and where its answer goes.
+    Admin(AdminRequest, oneshot::Sender<AdminAnswer>),
+}
+
+/// What the operator console asks the driver.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum AdminRequest {
+    Sessions,
+    Disconnect(SessionId),
+    Halt(Symbol),
+    Resume(Symbol),
+    /// Turn the user's kill switch on: cancel every order of theirs, refuse
+    /// their new orders and modifies until released.
+    Kill(UserId),
+    Release(UserId),
+    /// The driver's part of the status: kill switches, halted symbols, seqs.
+    Status,
+}
+
+/// The driver's answer to the console: `Ok` JSON, or an error and its
+/// HTTP status.
+pub(crate) type AdminAnswer = Result<serde_json::Value, (u16, String)>;
+
+/// A note journaled for a change of the driver's own state, so that
+/// recovery reproduces it: `K`, 1 (on) or 0 (off), the user (u64 LE).
+fn kill_note(user: UserId, on: bool) -> Note {
+    let mut bytes = [0u8; 10];
+    bytes[0] = b'K';
+    bytes[1] = on as u8;
+    bytes[2..].copy_from_slice(&user.to_le_bytes());
+    Note::new(&bytes).expect("Invariant: 10 bytes fit a note")
+}
+
+/// What [`kill_note`] wrote: `(user, on)`; `None` for any other note.
+fn read_kill_note(note: &Note) -> Option<(UserId, bool)> {
+    match note.as_bytes() {
+        [b'K', on @ (0 | 1), user @ ..] => Some((UserId::from_le_bytes(user.try_into().ok()?), *on == 1)),
+        _ => None,
+    }
+}
+
+/// The kill switches that are on, as the annex of a snapshot keeps them:
+/// each user id, u64 LE, ascending.
+pub(crate) fn encode_killed(killed: &BTreeSet<UserId>) -> Vec<u8> {
+    killed.iter().flat_map(|user| user.to_le_bytes()).collect()
+}
+
+fn decode_killed(bytes: &[u8]) -> BTreeSet<UserId> {
+    bytes.chunks_exact(8).filter_map(|b| b.try_into().ok().map(UserId::from_le_bytes)).collect()
+}
+
+/// An operator's request the driver has taken on, answered once the
+/// reader has passed `seq` (its command or note is durable).
+struct AdminWaiter {
+    seq: Seq,
+    reply: oneshot::Sender<AdminAnswer>,
+    what: AdminRequest,
 }
 
 /// The sessions' end of the driver's channel.
@@ -122,6 +189,10 @@ impl DriverHandle {
 struct Session {
     user: UserId,
     role: Role,
+    protocol: Protocol,
+    peer: IpAddr,
+    /// When it logged in, in seconds since the Unix epoch.
+    since_s: u64,
     cancel_on_disconnect: bool,
     outbox: Outbox,
     /// Replies of this pass, sent together at its end.
@@ -151,6 +222,10 @@ struct Pending {
     kind: Kind,
     /// Whether its answer went out.
     answered: bool,
+    /// When the driver took it (its answer's latency counts from here).
+    taken: Instant,
+    /// An operator's command (its answer goes to the console).
+    admin: bool,
 }
 
 /// A resting order, as the events told it.
@@ -250,6 +325,18 @@ fn recovered_history(recovered: &RecoveredEvents, kept: &[(OrderId, UserId, Cid)
     history
 }
 
+/// The answer event of an operator's command, for the console.
+fn admin_event(kind: &EventKind) -> serde_json::Value {
+    match *kind {
+        EventKind::Status { symbol, status } => {
+            serde_json::json!({ "status": status.as_str(), "symbol": symbol.as_str() })
+        }
+        EventKind::MassCancelled { user, count } => serde_json::json!({ "mass_cancelled": count, "user": user }),
+        EventKind::Rejected { reason, .. } => serde_json::json!({ "rejected": reason.as_str() }),
+        _ => serde_json::Value::Null,
+    }
+}
+
 /// One resting order's cid in a snapshot's annex: order id, user (u64 LE
 /// each), the cid's length, the cid zero-padded to 20 bytes.
 const ANNEX_ENTRY: usize = 8 + 8 + 1 + matching_core::CID_LEN_MAX;
@@ -297,8 +384,9 @@ struct Routes {
     cids: HashMap<(UserId, Cid), OrderId, RandomState>,
     /// Replies a session's outbox holds.
     outbox: usize,
-    /// Sessions to drop once the current pass is over: `(session, reason)`.
-    dropped: Vec<(SessionId, String)>,
+    /// Sessions to drop once the current pass is over: `(session, why,
+    /// what the client is told)` (no reason: the client left).
+    dropped: Vec<(SessionId, Cause, String)>,
     /// Sessions with staged replies.
     staged: Vec<SessionId>,
     /// Recent events of each user, for a login's `resume_after`.
@@ -306,6 +394,21 @@ struct Routes {
     /// `orders` and `ping` wait for every command before them to pass, so
     /// an answer reflects them: `(the seq after them, session, query)`.
     queries: VecDeque<(Seq, SessionId, Request)>,
+    /// Users whose kill switch is on (an operator's): their new orders and
+    /// modifies are refused. Journaled as notes, kept in the snapshot's annex.
+    killed: BTreeSet<UserId>,
+    /// Symbols halted now (as the events told it).
+    halted: BTreeSet<Symbol>,
+    /// Tick and lot of the listed symbols that have them.
+    increments: FxHashMap<Symbol, (u64, u64)>,
+    /// Operators' requests waiting for their command to pass, in `seq` order.
+    admin: VecDeque<AdminWaiter>,
+    /// The answer events of operators' commands, until their waiter takes them.
+    admin_events: Vec<(Seq, serde_json::Value)>,
+    stats: Arc<DriverStats>,
+    symbol_slots: SymbolSlots,
+    /// This pass's clock reading: when requests were taken, or events routed.
+    now: Instant,
 }
 
 pub(crate) struct Driver {
@@ -322,15 +425,41 @@ pub(crate) struct Driver {
     shutting_down: bool,
     /// Market data: every released event goes to its thread too.
     md: Option<MdFeed>,
+    /// Operators' requests that change state, in order; each waits until
+    /// everything taken before it is submitted (so it is sequenced in its
+    /// place), and no request is taken while one waits.
+    admin_queue: VecDeque<(AdminRequest, oneshot::Sender<AdminAnswer>)>,
+    /// A snapshot is due this often (`None`: only at a clean stop).
+    snapshot_interval: Option<Duration>,
+    last_snapshot: Instant,
+    /// The `seq` the last snapshot this run wrote is at.
+    snapshot_seq: Option<Seq>,
 }
 
 /// How the driver ended.
 pub(crate) enum Ended {
     /// Shut down as asked: the engine, for its final snapshot and join, and
-    /// the annex that snapshot keeps (the resting orders' cids).
-    Shutdown(Engine, Vec<u8>),
+    /// the driver's part of that snapshot's annex.
+    Shutdown(Engine, DriverAnnex),
     /// The engine stopped on its own (a failed disk, a dead shard).
     EngineStopped(Stopped, Engine),
+}
+
+/// What the driver keeps in a snapshot's annex: the resting orders' cids
+/// and the kill switches that are on.
+pub(crate) struct DriverAnnex {
+    pub(crate) cids: Vec<u8>,
+    pub(crate) killed: Vec<u8>,
+}
+
+/// What the driver is started with besides the engine.
+pub(crate) struct DriverSetup<'a> {
+    pub(crate) limits: &'a crate::Limits,
+    pub(crate) books: &'a Books,
+    pub(crate) md: Option<MdFeed>,
+    pub(crate) stats: Arc<DriverStats>,
+    pub(crate) instruments: &'a [crate::Instrument],
+    pub(crate) snapshot_interval: Option<Duration>,
 }
 
 impl Driver {
@@ -339,10 +468,10 @@ impl Driver {
         engine: Engine,
         reader: EventReader<()>,
         inbound: mpsc::Receiver<Inbound>,
-        limits: &crate::Limits,
-        books: &Books,
-        md: Option<MdFeed>,
+        setup: DriverSetup<'_>,
     ) -> Result<Driver, Stopped> {
+        let DriverSetup { limits, books, md, stats, instruments, snapshot_interval } = setup;
+        let engine_snapshot_seq = engine.recovery().and_then(|r| r.snapshot).map(|(seq, _)| seq);
         let (outbox, batch_max, history) = (limits.outbox, limits.batch, limits.resume_events);
         let mut routes = Routes {
             sessions: HashMap::new(),
@@ -356,6 +485,14 @@ impl Driver {
             staged: Vec::new(),
             queries: VecDeque::new(),
             history: History::new(history, engine.next_seq() - 1),
+            killed: BTreeSet::new(),
+            halted: books.iter().filter(|(_, status, _)| *status == TradingStatus::Halted).map(|b| b.0).collect(),
+            increments: instruments.iter().map(|i| (i.symbol, (i.tick.max(1), i.lot.max(1)))).collect(),
+            admin: VecDeque::new(),
+            admin_events: Vec::new(),
+            stats,
+            symbol_slots: SymbolSlots::default(),
+            now: Instant::now(),
         };
         for (symbol, _, orders) in books {
             for order in orders {
@@ -373,7 +510,18 @@ impl Driver {
         // The cids of the resting orders: those the last snapshot kept, and
         // those of the new orders journaled after it.
         if let Some(report) = engine.recovery() {
-            let kept = decode_cids(crate::split_annex(&report.snapshot_annex).0);
+            let annex = crate::Annex::split(&report.snapshot_annex);
+            // The kill switches: the snapshot's, then the notes after it.
+            routes.killed = decode_killed(annex.killed);
+            for (user, on) in report.notes.iter().filter_map(|(_, note)| read_kill_note(note)) {
+                if on {
+                    routes.killed.insert(user);
+                } else {
+                    routes.killed.remove(&user);
+                }
+            }
+            routes.stats.kill_switches.set(routes.killed.len() as u64);
+            let kept = decode_cids(annex.cids);
             routes.history = recovered_history(engine.recovered_events(), &kept, history);
             for (order_id, user, cid) in kept.into_iter().chain(report.new_order_cids.iter().copied()) {
                 if let Some(order) = routes.orders.get_mut(&order_id).filter(|o| o.user == user) {
@@ -392,6 +540,10 @@ impl Driver {
             batch_max,
             shutting_down: false,
             md,
+            admin_queue: VecDeque::new(),
+            snapshot_interval,
+            last_snapshot: Instant::now(),
+            snapshot_seq: engine_snapshot_seq,
         })
     }
 
@@ -399,10 +551,12 @@ impl Driver {
     pub(crate) fn run(mut self) -> Ended {
         loop {
             let mark = self.reader.mark();
+            self.routes.now = Instant::now();
             let took = self.take_requests();
             if let Err(stopped) = self.submit() {
                 return self.engine_stopped(stopped);
             }
+            self.routes.now = Instant::now();
             let Driver { reader, routes, md, .. } = &mut self;
             let delivered = reader.poll(|output| {
                 if let Output::Event(event) = output {
@@ -419,15 +573,20 @@ impl Driver {
                 md.wake();
             }
             self.routes.answer_queries(self.reader.next_seq());
+            self.routes.answer_admin(self.reader.next_seq());
             self.routes.flush();
             self.routes.drop_sessions(&mut self.batch, &mut self.batch_cids, self.engine.next_seq());
             if let Some(stopped) = self.reader.stopped() {
                 return self.engine_stopped(stopped);
             }
-            if self.shutting_down && self.batch.is_empty() && self.reader.next_seq() == self.engine.next_seq() {
-                self.routes.goodbye_all("the server is shutting down");
-                let annex = encode_cids(&self.routes);
+            let idle = self.batch.is_empty() && self.reader.next_seq() == self.engine.next_seq();
+            if self.shutting_down && idle {
+                self.routes.goodbye_all(Cause::Shutdown, "the server is shutting down");
+                let annex = self.routes.annex();
                 return Ended::Shutdown(self.engine, annex);
+            }
+            if idle && self.snapshot_due() {
+                self.snapshot();
             }
             if took == 0 && delivered == 0 {
                 let Driver { reader, inbound, .. } = &mut self;
@@ -436,18 +595,56 @@ impl Driver {
         }
     }
 
+    /// Whether a periodic snapshot is due: then nothing more is taken
+    /// until everything taken has passed, and the snapshot is written.
+    fn snapshot_due(&self) -> bool {
+        self.snapshot_interval.is_some_and(|every| self.last_snapshot.elapsed() >= every) && !self.shutting_down
+    }
+
+    /// Writes a snapshot while everything submitted has passed (so the
+    /// annex is the driver's state at its `seq`). Trading waits meanwhile.
+    fn snapshot(&mut self) {
+        self.last_snapshot = Instant::now();
+        // Nothing new since the last one: nothing to write.
+        let seq = self.engine.next_seq() - 1;
+        if self.snapshot_seq == Some(seq) {
+            return;
+        }
+        self.snapshot_seq = Some(seq);
+        let annex = self.routes.annex();
+        // No market-data state: a restart from this snapshot starts a new feed session.
+        match self.engine.snapshot_with(&crate::Annex::join(&annex.cids, &[], &annex.killed)) {
+            Ok(seq) => tracing::info!(
+                seq,
+                took_ms = self.last_snapshot.elapsed().as_secs_f64() * 1e3,
+                "periodic snapshot written"
+            ),
+            Err(error) => tracing::error!(%error, "periodic snapshot failed (the journal still has everything)"),
+        }
+    }
+
     /// Takes what the sessions sent, up to a batch; returns how many messages.
     fn take_requests(&mut self) -> usize {
         let mut taken = 0;
-        while self.batch.len() < self.batch_max {
+        while self.batch.len() < self.batch_max && self.admin_queue.is_empty() && !self.snapshot_due() {
             let Ok(message) = self.inbound.try_recv() else { break };
             taken += 1;
             match message {
-                Inbound::Open { session, user, role, cancel_on_disconnect, resume_after, outbox } => {
+                Inbound::Open { session, user, role, protocol, peer, cancel_on_disconnect, resume_after, outbox } => {
                     self.routes.by_user.entry(user).or_default().push(session);
-                    self.routes
-                        .sessions
-                        .insert(session, Session { user, role, cancel_on_disconnect, outbox, staged: Vec::new() });
+                    let since_s = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
+                    let state = Session {
+                        user,
+                        role,
+                        protocol,
+                        peer,
+                        since_s,
+                        cancel_on_disconnect,
+                        outbox,
+                        staged: Vec::new(),
+                    };
+                    self.routes.sessions.insert(session, state);
+                    self.routes.stats.sessions[protocol as usize].add(1);
                     if let Some(after) = resume_after {
                         self.routes.resume(session, user, after, self.reader.next_seq() - 1);
                     }
@@ -463,25 +660,136 @@ impl Driver {
                         }
                     }
                 }
-                Inbound::Closed { session } => self.routes.dropped.push((session, String::new())),
+                Inbound::Closed { session } => self.routes.dropped.push((session, Cause::ClientLeft, String::new())),
                 Inbound::Shutdown => self.shutting_down = true,
+                Inbound::Admin(request, reply) => match request {
+                    AdminRequest::Sessions => {
+                        let _ = reply.send(Ok(self.routes.sessions_json()));
+                    }
+                    AdminRequest::Status => {
+                        let status = self.routes.status_json(self.engine.next_seq(), self.reader.next_seq());
+                        let _ = reply.send(Ok(status));
+                    }
+                    AdminRequest::Disconnect(session) => {
+                        let answer = match self.routes.sessions.get(&session) {
+                            Some(state) => {
+                                let user = state.user;
+                                let reason = "disconnected by an operator".to_string();
+                                self.routes.dropped.push((session, Cause::Operator, reason));
+                                tracing::info!(session, user, "an operator disconnects a session");
+                                Ok(serde_json::json!({ "disconnected": session, "user": user }))
+                            }
+                            None => Err((404, format!("no session {session}"))),
+                        };
+                        let _ = reply.send(answer);
+                    }
+                    // Changes of state wait their turn (see `run_admin`).
+                    _ => self.admin_queue.push_back((request, reply)),
+                },
             }
         }
         taken
     }
 
-    /// Submits what has gathered, as much as the engine takes now.
+    /// Submits what has gathered, as much as the engine takes now; then
+    /// the operators' requests whose turn it is.
     fn submit(&mut self) -> Result<(), Stopped> {
         if !self.batch.is_empty() {
             let (taken, _) = self.engine.try_submit_batch_with_cids(&self.batch, &self.batch_cids)?;
             self.batch.drain(..taken);
             self.batch_cids.drain(..taken);
         }
+        while self.batch.is_empty() && !self.admin_queue.is_empty() {
+            if !self.run_admin()? {
+                break;
+            }
+        }
         Ok(())
     }
 
+    /// The first operator's request that changes state, now that all taken
+    /// before it is submitted: a kill switch is journaled as a note (and the
+    /// user's orders mass-cancelled), a halt or resume is a command. Returns
+    /// `false` if the engine had no room (it is tried again next pass).
+    fn run_admin(&mut self) -> Result<bool, Stopped> {
+        let Some((request, reply)) = self.admin_queue.pop_front() else { return Ok(true) };
+        let next_seq = self.engine.next_seq();
+        let command = |routes: &mut Routes, action: Action, kind: Kind| {
+            let user = action.user().unwrap_or(0);
+            routes.pending.push_back(Pending {
+                seq: next_seq,
+                session: None,
+                user,
+                cid: None,
+                kind,
+                answered: false,
+                taken: routes.now,
+                admin: true,
+            });
+            action
+        };
+        let action = match request {
+            AdminRequest::Halt(symbol) => Some(command(&mut self.routes, Action::Halt { symbol }, Kind::Other)),
+            AdminRequest::Resume(symbol) => Some(command(&mut self.routes, Action::Resume { symbol }, Kind::Other)),
+            AdminRequest::Kill(user) | AdminRequest::Release(user) => {
+                let on = matches!(request, AdminRequest::Kill(_));
+                if self.routes.killed.contains(&user) == on {
+                    let state = if on { "already on" } else { "not on" };
+                    let _ = reply.send(Ok(
+                        serde_json::json!({ "user": user, "kill_switch": on, "changed": false, "note": state }),
+                    ));
+                    return Ok(true);
+                }
+                let Some(seq) = self.engine.try_submit_note((), kill_note(user, on))? else {
+                    self.admin_queue.push_front((request, reply));
+                    return Ok(false);
+                };
+                tracing::warn!(
+                    user,
+                    on,
+                    seq,
+                    "an operator turns a user's kill switch {}",
+                    if on { "on" } else { "off" }
+                );
+                if on {
+                    self.routes.killed.insert(user);
+                } else {
+                    self.routes.killed.remove(&user);
+                }
+                self.routes.stats.kill_switches.set(self.routes.killed.len() as u64);
+                if !on {
+                    self.routes.admin.push_back(AdminWaiter { seq, reply, what: request });
+                    return Ok(true);
+                }
+                // Every order of theirs goes, in every symbol.
+                let next_seq = seq + 1;
+                self.routes.pending.push_back(Pending {
+                    seq: next_seq,
+                    session: None,
+                    user,
+                    cid: None,
+                    kind: Kind::MassCancel,
+                    answered: false,
+                    taken: self.routes.now,
+                    admin: true,
+                });
+                self.routes.admin.push_back(AdminWaiter { seq: next_seq, reply, what: request });
+                self.batch.push(Action::MassCancel { user, symbol: None, side: None });
+                self.batch_cids.push(None);
+                return Ok(true);
+            }
+            _ => None,
+        };
+        if let Some(action) = action {
+            self.routes.admin.push_back(AdminWaiter { seq: next_seq, reply, what: request });
+            self.batch.push(action);
+            self.batch_cids.push(None);
+        }
+        Ok(true)
+    }
+
     fn engine_stopped(mut self, stopped: Stopped) -> Ended {
-        self.routes.goodbye_all(&stopped.to_string());
+        self.routes.goodbye_all(Cause::Shutdown, &stopped.to_string());
         Ended::EngineStopped(stopped, self.engine)
     }
 }
@@ -504,7 +812,8 @@ impl Routes {
             let batch = std::mem::take(&mut state.staged);
             let queued = state.outbox.queued.fetch_add(batch.len(), Ordering::AcqRel) + batch.len();
             if queued > self.outbox {
-                self.dropped.push((session, format!("slow reader: {} replies waiting unread", self.outbox)));
+                let reason = format!("slow reader: {} replies waiting unread", self.outbox);
+                self.dropped.push((session, Cause::SlowReader, reason));
                 continue;
             }
             // An error: the session is ending, its `Closed` is on the way.
@@ -530,7 +839,30 @@ impl Routes {
     }
 
     fn reject(&mut self, session: SessionId, reason: GatewayReason, order_id: Option<OrderId>, cid: Option<Cid>) {
+        self.stats.refused[reason as usize].add(1);
         self.reply(session, Reply::Rejected { reason, order_id, cid });
+    }
+
+    /// Why a trader's new order or modify is refused here: their kill
+    /// switch, or a price or quantity off the symbol's tick or lot.
+    fn refusal(
+        &self,
+        user: UserId,
+        symbol: Option<Symbol>,
+        price: Option<Price>,
+        qty: Option<Qty>,
+    ) -> Option<GatewayReason> {
+        if self.killed.contains(&user) {
+            return Some(GatewayReason::KillSwitch);
+        }
+        let &(tick, lot) = self.increments.get(&symbol?)?;
+        if price.is_some_and(|p| p % tick != 0) {
+            return Some(GatewayReason::InvalidTick);
+        }
+        if qty.is_some_and(|q| q % lot != 0) {
+            return Some(GatewayReason::InvalidLot);
+        }
+        None
     }
 
     /// The engine command for `request` from `session`, with its `seq` to
@@ -538,6 +870,20 @@ impl Routes {
     fn request(&mut self, session: SessionId, request: Request, seq: Seq) -> Option<(Action, Option<Cid>)> {
         let state = self.sessions.get(&session)?;
         let (me, role) = (state.user, state.role);
+        let kind = match &request {
+            Request::Command { action, .. } => match action {
+                Action::New(_) => CommandKind::New,
+                Action::Cancel { .. } => CommandKind::Cancel,
+                Action::Modify { .. } => CommandKind::Modify,
+                Action::MassCancel { .. } => CommandKind::MassCancel,
+                Action::Halt { .. } => CommandKind::Halt,
+                Action::Resume { .. } => CommandKind::Resume,
+            },
+            Request::CancelCid { .. } => CommandKind::Cancel,
+            Request::ModifyCid { .. } => CommandKind::Modify,
+            _ => CommandKind::Query,
+        };
+        self.stats.commands[state.protocol as usize][kind as usize].add(1);
         // A trader acts as itself, whatever `user` it wrote.
         let as_user = |user: UserId| if role == Role::Operator { user } else { me };
         let (action, cid) = match request {
@@ -567,6 +913,10 @@ impl Routes {
             Action::New(mut order) => {
                 order.user = as_user(order.user);
                 order.order_id = seq;
+                if let Some(reason) = self.refusal(order.user, Some(order.symbol), order.price, Some(order.qty)) {
+                    self.reject(session, reason, None, cid);
+                    return None;
+                }
                 if let Some(cid) = cid {
                     if self.cids.contains_key(&(order.user, cid)) {
                         self.reject(session, GatewayReason::DuplicateCid, None, Some(cid));
@@ -578,7 +928,14 @@ impl Routes {
             }
             Action::Cancel { user, order_id } => Action::Cancel { user: as_user(user), order_id },
             Action::Modify { user, order_id, price, qty } => {
-                Action::Modify { user: as_user(user), order_id, price, qty }
+                let user = as_user(user);
+                let symbol = self.orders.get(&order_id).filter(|o| o.user == user).map(|o| o.symbol);
+                if let Some(reason) = self.refusal(user, symbol, price, qty) {
+                    let cid = self.orders.get(&order_id).filter(|o| o.user == user).and_then(|o| o.cid);
+                    self.reject(session, reason, Some(order_id), cid);
+                    return None;
+                }
+                Action::Modify { user, order_id, price, qty }
             }
             Action::MassCancel { user, symbol, side } => Action::MassCancel { user: as_user(user), symbol, side },
             Action::Halt { .. } | Action::Resume { .. } if role != Role::Operator => {
@@ -597,7 +954,17 @@ impl Routes {
             _ => Kind::Other,
         };
         let user = action.user().unwrap_or(me);
-        self.pending.push_back(Pending { seq, session: Some(session), user, cid: new_cid, kind, answered: false });
+        let taken = self.now;
+        self.pending.push_back(Pending {
+            seq,
+            session: Some(session),
+            user,
+            cid: new_cid,
+            kind,
+            answered: false,
+            taken,
+            admin: false,
+        });
         Some((action, new_cid.map(|(_, cid)| cid)))
     }
 
@@ -683,7 +1050,8 @@ impl Routes {
     fn route(&mut self, event: &Event) {
         let seq = event.seq;
         // Who sent the command, and whether this event is its answer.
-        let (origin, new_order, answering) = match self.origin(seq) {
+        let now = self.now;
+        let (origin, new_order, answering, admin, acked) = match self.origin(seq) {
             Some(pending) => {
                 let answers = !pending.answered
                     && match pending.kind {
@@ -692,10 +1060,17 @@ impl Routes {
                         Kind::Other => true,
                     };
                 pending.answered |= answers;
-                (pending.session, pending.cid, pending.session.filter(|_| answers))
+                let acked = pending.session.filter(|_| answers).map(|_| pending.taken);
+                (pending.session, pending.cid, pending.session.filter(|_| answers), answers && pending.admin, acked)
             }
-            None => (None, None, None),
+            None => (None, None, None, false, None),
         };
+        if let Some(taken) = acked {
+            self.stats.ack_ns.record(now.saturating_duration_since(taken).as_nanos() as u64);
+        }
+        if admin {
+            self.admin_events.push((seq, admin_event(&event.kind)));
+        }
         let new_cid = new_order.map(|(_, cid)| cid);
         let owner = self.pending.front().filter(|p| p.seq == seq).map(|p| p.user);
         let answer = |routes: &mut Routes, event: ClientEvent| {
@@ -714,6 +1089,7 @@ impl Routes {
                 answer(self, event);
             }
             EventKind::Rejected { reason, order_id } => {
+                self.stats.rejected[reason as usize].add(1);
                 // A refused new order frees its cid.
                 let cid = match (order_id, new_order) {
                     (Some(id), _) => self.orders.get(&id).and_then(|o| o.cid),
@@ -728,6 +1104,9 @@ impl Routes {
                 answer(self, ClientEvent::Rejected { reason, order_id, cid });
             }
             EventKind::Trade(trade) => {
+                let slot = self.symbol_slots.slot(trade.symbol, &self.stats);
+                self.stats.trades[slot].add(1);
+                self.stats.traded_qty[slot].add(trade.qty);
                 let cid_of = |order_id| self.orders.get(&order_id).and_then(|o| o.cid);
                 let sides = fills(&trade, cid_of(trade.maker_order_id), cid_of(trade.taker_order_id));
                 for (user, fill) in sides {
@@ -757,17 +1136,88 @@ impl Routes {
                 answer(self, ClientEvent::Modified { order_id, price, qty, cid });
             }
             EventKind::MassCancelled { user, count } => answer(self, ClientEvent::MassCancelled { user, count }),
-            EventKind::Status { symbol, status } => answer(self, ClientEvent::Status { symbol, status }),
+            EventKind::Status { symbol, status } => {
+                match status {
+                    TradingStatus::Halted => self.halted.insert(symbol),
+                    TradingStatus::Open => self.halted.remove(&symbol),
+                };
+                answer(self, ClientEvent::Status { symbol, status })
+            }
         }
+    }
+
+    /// Answers the operators' requests whose command or note has passed
+    /// (the reader is at `next_seq`).
+    fn answer_admin(&mut self, next_seq: Seq) {
+        while self.admin.front().is_some_and(|waiter| waiter.seq < next_seq) {
+            let Some(AdminWaiter { seq, reply, what }) = self.admin.pop_front() else { break };
+            let event =
+                self.admin_events.iter().position(|(s, _)| *s == seq).map(|at| self.admin_events.swap_remove(at).1);
+            let answer = match what {
+                AdminRequest::Kill(user) | AdminRequest::Release(user) => serde_json::json!({
+                    "user": user,
+                    "kill_switch": matches!(what, AdminRequest::Kill(_)),
+                    "changed": true,
+                    "seq": seq,
+                    "event": event,
+                }),
+                _ => serde_json::json!({ "seq": seq, "event": event }),
+            };
+            let _ = reply.send(Ok(answer));
+        }
+        // An answer event whose waiter is gone (none should be) is not kept.
+        self.admin_events.retain(|(seq, _)| *seq >= next_seq);
+    }
+
+    /// Every session, for the console.
+    fn sessions_json(&self) -> serde_json::Value {
+        let mut ids: Vec<&SessionId> = self.sessions.keys().collect();
+        ids.sort_unstable();
+        let sessions: Vec<serde_json::Value> = ids
+            .into_iter()
+            .map(|id| {
+                let s = &self.sessions[id];
+                serde_json::json!({
+                    "session": id,
+                    "user": s.user,
+                    "role": s.role.as_str(),
+                    "protocol": s.protocol.label(),
+                    "peer": s.peer.to_string(),
+                    "since_unix_s": s.since_s,
+                    "cancel_on_disconnect": s.cancel_on_disconnect,
+                    "outbox": s.outbox.queued.load(Ordering::Relaxed),
+                })
+            })
+            .collect();
+        serde_json::json!({ "sessions": sessions })
+    }
+
+    /// The driver's part of the console's status.
+    fn status_json(&self, next_seq: Seq, released_seq: Seq) -> serde_json::Value {
+        serde_json::json!({
+            "next_seq": next_seq,
+            "released_through": released_seq - 1,
+            "sessions": self.sessions.len(),
+            "resting_orders": self.orders.len(),
+            "kill_switches": self.killed.iter().collect::<Vec<_>>(),
+            "halted": self.halted.iter().map(|s| s.as_str().to_string()).collect::<Vec<_>>(),
+        })
+    }
+
+    /// The driver's part of a snapshot's annex, as its state stands now.
+    fn annex(&self) -> DriverAnnex {
+        DriverAnnex { cids: encode_cids(self), killed: encode_killed(&self.killed) }
     }
 
     /// Drops the sessions that ended or must go; a user's last session that
     /// asked for cancel-on-disconnect leaves a mass cancel of its orders.
     fn drop_sessions(&mut self, batch: &mut Vec<Action>, batch_cids: &mut Vec<Option<Cid>>, next_seq: Seq) {
-        for (session, reason) in std::mem::take(&mut self.dropped) {
+        for (session, cause, reason) in std::mem::take(&mut self.dropped) {
             let Some(state) = self.sessions.remove(&session) else { continue };
+            let gauge = &self.stats.sessions[state.protocol as usize];
+            gauge.set(gauge.get().saturating_sub(1));
             if !reason.is_empty() {
-                state.outbox.kill.kill(reason);
+                state.outbox.kill.kill(cause, reason);
             }
             let sessions = self.by_user.entry(state.user).or_default();
             sessions.retain(|s| *s != session);
@@ -784,6 +1234,8 @@ impl Routes {
                     cid: None,
                     kind: Kind::MassCancel,
                     answered: false,
+                    taken: self.now,
+                    admin: false,
                 });
                 batch.push(Action::MassCancel { user: state.user, symbol: None, side: None });
                 batch_cids.push(None);
@@ -791,10 +1243,13 @@ impl Routes {
         }
     }
 
-    fn goodbye_all(&mut self, reason: &str) {
+    fn goodbye_all(&mut self, cause: Cause, reason: &str) {
         self.flush();
         for state in self.sessions.values() {
-            state.outbox.kill.kill(reason.to_string());
+            state.outbox.kill.kill(cause, reason.to_string());
+        }
+        for (_, reply) in self.admin.drain(..).map(|w| ((), w.reply)) {
+            let _ = reply.send(Err((503, reason.to_string())));
         }
     }
 }

@@ -100,6 +100,10 @@ impl Transport for JsonLines {
         self.io.flush().await
     }
 
+    fn protocol(&self) -> crate::stats::Protocol {
+        crate::stats::Protocol::Json
+    }
+
     fn abandon(&mut self) {
         self.io.abandon();
     }

@@ -13,6 +13,10 @@
 //! - `driver`: the one thread that submits to the engine and routes its
 //!   events; its `Driver::run` is the data path in one function.
 //! - [`users`]: the `--users` file: who may log in, as what.
+//! - `md`: market data (the feed, re-requests, snapshots, JSON channels).
+//! - `ops`: metrics, health and the operator console over HTTP
+//!   (`--metrics-addr`); [`stats`]: the counters they read.
+//! - [`config`]: the configuration file and its layers (flags, `ME_…`).
 //!
 //! A reply reaches a client only once the command is durable (the engine's
 //! reader releases nothing earlier). On SIGINT or SIGTERM the server stops
@@ -33,10 +37,13 @@ use tokio::net::TcpListener;
 use tokio::sync::{Semaphore, mpsc, watch};
 
 mod binary_tcp;
+pub mod config;
 mod driver;
 mod json_tcp;
 mod md;
+mod ops;
 pub mod session;
+pub mod stats;
 mod tcp;
 pub mod users;
 mod ws;
@@ -46,7 +53,7 @@ pub use session::Auth;
 
 pub(crate) use md::Books;
 
-use driver::{Driver, DriverHandle, Ended, Inbound};
+use driver::{Driver, DriverHandle, DriverSetup, Ended, Inbound};
 use session::Context;
 
 /// Every bound of the service.
@@ -106,7 +113,28 @@ pub struct ServerConfig {
     pub io_threads: usize,
     /// `None`: no market data (no feed, the public channels refused).
     pub market_data: Option<MdConfig>,
+    /// Metrics (`/metrics`), health (`/health/live`, `/health/ready`) and
+    /// the operator console (`/admin/...`), over HTTP.
+    pub metrics_addr: SocketAddr,
+    /// A snapshot is written this often while serving (besides the one at
+    /// a clean stop); `None`: only at a clean stop.
+    pub snapshot_interval: Option<Duration>,
+    /// Tick and lot sizes of listed symbols: a price or quantity that is not
+    /// a multiple is refused at the gateway. (The fixed list of symbols
+    /// itself is `engine.exchange.instruments`.)
+    pub instruments: Vec<Instrument>,
 }
+
+/// A listed symbol's tick (price increment) and lot (quantity increment).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Instrument {
+    pub symbol: matching_core::Symbol,
+    pub tick: u64,
+    pub lot: u64,
+}
+
+/// Where metrics, health and the operator console listen by default.
+pub const METRICS_ADDR: SocketAddr = SocketAddr::new(std::net::IpAddr::V4(std::net::Ipv4Addr::LOCALHOST), 7702);
 
 /// Where the server listens (the ports, if 0 was asked for, are the ones given).
 #[derive(Clone, Copy, Debug)]
@@ -114,6 +142,8 @@ pub struct Bound {
     pub binary: SocketAddr,
     pub json: SocketAddr,
     pub http: SocketAddr,
+    /// Metrics, health and the operator console.
+    pub metrics: SocketAddr,
     /// Where the feed's re-request server and snapshot service listen.
     pub md: Option<MdBound>,
 }
@@ -165,8 +195,20 @@ fn bind(addr: SocketAddr, what: &'static str) -> Result<StdListener, ServeError>
 /// Starts the engine (recovering its data directory), listens, and serves
 /// until SIGINT/SIGTERM; `ready` is told where it listens once it does.
 pub fn run(config: ServerConfig, ready: impl FnOnce(Bound)) -> Result<(), ServeError> {
-    if matches!(config.auth, Auth::Open) {
-        for addr in [config.binary_addr, config.json_addr, config.http_addr] {
+    run_with(config, |_| {}, ready)
+}
+
+/// As [`run`]; `operating` is told where metrics, health and the console
+/// listen as soon as they do, before recovery (which `/health/ready` then
+/// reports as `recovering`).
+pub fn run_with(
+    config: ServerConfig,
+    operating: impl FnOnce(SocketAddr),
+    ready: impl FnOnce(Bound),
+) -> Result<(), ServeError> {
+    let open = matches!(config.auth, Auth::Open);
+    if open {
+        for addr in [config.binary_addr, config.json_addr, config.http_addr, config.metrics_addr] {
             if !addr.ip().is_loopback() {
                 return Err(ServeError::OpenModeNotLoopback(addr));
             }
@@ -177,6 +219,7 @@ pub fn run(config: ServerConfig, ready: impl FnOnce(Bound)) -> Result<(), ServeE
         bind(config.binary_addr, "the binary protocol")?,
         bind(config.json_addr, "JSON over TCP")?,
         bind(config.http_addr, "HTTP")?,
+        bind(config.metrics_addr, "metrics, health and the console")?,
     ];
     let snapshot_listener = match &config.market_data {
         Some(md) => Some(StdListener::bind(md.snapshot_addr).map_err(|error| ServeError::Listen {
@@ -190,13 +233,66 @@ pub fn run(config: ServerConfig, ready: impl FnOnce(Bound)) -> Result<(), ServeE
         binary: listeners[0].local_addr().map_err(ServeError::Io)?,
         json: listeners[1].local_addr().map_err(ServeError::Io)?,
         http: listeners[2].local_addr().map_err(ServeError::Io)?,
+        metrics: listeners[3].local_addr().map_err(ServeError::Io)?,
         md: None,
     };
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(config.io_threads.max(1))
+        .thread_name("io")
+        .enable_all()
+        .build()
+        .map_err(ServeError::Io)?;
+    let [binary, json, http, metrics] = listeners;
+    // Health, metrics and the console answer from now on, recovery included.
+    let storage = config.engine.durability.as_ref().map(|d| Arc::clone(&d.storage));
+    let ops = Arc::new(ops::Ops::new(storage, open));
+    let (ops_stop_tx, mut ops_stop) = watch::channel(false);
+    {
+        let _entered = runtime.enter();
+        let metrics = TcpListener::from_std(metrics).map_err(ServeError::Io)?;
+        let stop = async move {
+            let _ = ops_stop.wait_for(|stop| *stop).await;
+        };
+        runtime.spawn(ops::serve(metrics, Arc::clone(&ops), stop));
+    }
+    operating(bound.metrics);
+    let result = serve(config, &runtime, &ops, [binary, json, http], snapshot_listener, &mut bound, ready);
+    if let Err(error) = &result {
+        ops.set_phase(ops::Phase::Failed, &error.to_string());
+    }
+    let _ = ops_stop_tx.send(true);
+    runtime.shutdown_timeout(Duration::from_secs(2));
+    result
+}
+
+/// Recovers, serves until asked to stop (or the engine stops), and writes
+/// the final snapshot.
+fn serve(
+    config: ServerConfig,
+    runtime: &tokio::runtime::Runtime,
+    ops: &Arc<ops::Ops>,
+    listeners: [StdListener; 3],
+    snapshot_listener: Option<StdListener>,
+    bound: &mut Bound,
+    ready: impl FnOnce(Bound),
+) -> Result<(), ServeError> {
     let durable = config.engine.durability.is_some();
+    ops.set_phase(ops::Phase::Recovering, if durable { "recovering the data directory" } else { "starting" });
+    let started = std::time::Instant::now();
     let (engine, reader) = Engine::start(config.engine).map_err(ServeError::Start)?;
     if let Some(report) = engine.recovery() {
-        tracing::info!(last_seq = report.last_seq, records = report.records_applied, "recovered the data directory");
+        let seconds = started.elapsed().as_secs_f64();
+        let _ = ops.recovery.set((seconds, report.records_applied));
+        tracing::info!(
+            last_seq = report.last_seq,
+            snapshot_seq = report.snapshot.map(|(seq, _)| seq),
+            records = report.records_applied,
+            torn_tail = report.torn_tail.as_ref().map(|t| t.reason.as_str()),
+            seconds,
+            "recovered the data directory"
+        );
     }
+    let _ = ops.monitor.set(engine.monitor());
     let limits = config.limits;
     let books = resting_books(&engine).map_err(ServeError::EngineStopped)?;
     // The feed continues its session only if nothing was replayed after the
@@ -204,12 +300,12 @@ pub fn run(config: ServerConfig, ready: impl FnOnce(Bound)) -> Result<(), ServeE
     let md_state = engine
         .recovery()
         .filter(|report| report.records_applied == 0)
-        .and_then(|report| md::MdState::decode(split_annex(&report.snapshot_annex).1));
+        .and_then(|report| md::MdState::decode(Annex::split(&report.snapshot_annex).md));
     let md_queue = config.market_data.as_ref().map_or(0, |md| md.queue);
     let (market_data, md_feed, snapshot_listener) = match (config.market_data, snapshot_listener) {
         (Some(md_config), Some(listener)) => {
-            let (market_data, feed, listener) =
-                md::start(md_config, &books, md_state, listener).map_err(ServeError::MarketData)?;
+            let (market_data, feed, listener) = md::start(md_config, &books, md_state, listener, Arc::clone(&ops.md))
+                .map_err(ServeError::MarketData)?;
             bound.md = Some(market_data.bound);
             (Some(market_data), Some(feed), Some(listener))
         }
@@ -217,8 +313,15 @@ pub fn run(config: ServerConfig, ready: impl FnOnce(Bound)) -> Result<(), ServeE
     };
     // Room for every session's whole allowance, so a session never waits on it.
     let (inbound_tx, inbound_rx) = mpsc::channel(limits.connections * (limits.in_flight + 2));
-    let driver =
-        Driver::new(engine, reader, inbound_rx, &limits, &books, md_feed).map_err(ServeError::EngineStopped)?;
+    let setup = DriverSetup {
+        limits: &limits,
+        books: &books,
+        md: md_feed,
+        stats: Arc::clone(&ops.driver),
+        instruments: &config.instruments,
+        snapshot_interval: config.snapshot_interval,
+    };
+    let driver = Driver::new(engine, reader, inbound_rx, setup).map_err(ServeError::EngineStopped)?;
     drop(books);
     let driver_thread =
         std::thread::Builder::new().name("driver".into()).spawn(move || driver.run()).map_err(ServeError::Io)?;
@@ -231,13 +334,10 @@ pub fn run(config: ServerConfig, ready: impl FnOnce(Bound)) -> Result<(), ServeE
         shutdown: shutdown_rx,
         md: market_data.as_ref().map(|md| md.handle.clone()),
         md_queue,
+        stats: Arc::clone(&ops.sessions),
     });
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(config.io_threads.max(1))
-        .thread_name("io")
-        .enable_all()
-        .build()
-        .map_err(ServeError::Io)?;
+    let _ = ops.context.set(Arc::clone(&context));
+    let bound = *bound;
     let result = runtime.block_on(async {
         let [binary, json, http] = listeners;
         let connections = Arc::new(Semaphore::new(limits.connections));
@@ -260,13 +360,21 @@ pub fn run(config: ServerConfig, ready: impl FnOnce(Bound)) -> Result<(), ServeE
             }
         });
         ready(bound);
-        tracing::info!(binary = %bound.binary, json = %bound.json, http = %bound.http, durable, "serving");
+        ops.set_phase(ops::Phase::Ready, "");
+        tracing::info!(
+            binary = %bound.binary,
+            json = %bound.json,
+            http = %bound.http,
+            metrics = %bound.metrics,
+            durable,
+            "serving"
+        );
         // Until asked to stop, or the engine stops on its own.
         let driver_done = tokio::task::spawn_blocking(move || driver_thread.join());
         tokio::pin!(driver_done);
         let ended = tokio::select! {
             () = stop_signal() => {
-                tracing::info!("stopping: finishing what is queued");
+                ops.set_phase(ops::Phase::ShuttingDown, "finishing what is queued");
                 let _ = shutdown_tx.send(true);
                 context.driver.send(Inbound::Shutdown).await;
                 driver_done.await
@@ -280,14 +388,16 @@ pub fn run(config: ServerConfig, ready: impl FnOnce(Bound)) -> Result<(), ServeE
         tokio::time::sleep(Duration::from_millis(200)).await;
         Ok::<_, ServeError>(ended)
     });
-    runtime.shutdown_timeout(Duration::from_secs(2));
     // Market data publishes what the driver handed it, then stops.
     let md_state = market_data.and_then(md::MarketData::stop);
     match result? {
-        Ended::Shutdown(engine, cids) => {
+        Ended::Shutdown(engine, annex) => {
             if durable {
-                let annex = join_annex(&cids, &md_state.map(|s| s.encode()).unwrap_or_default());
-                let seq = engine.snapshot_with(&annex).map_err(ServeError::Snapshot)?;
+                ops.set_phase(ops::Phase::ShuttingDown, "writing the final snapshot");
+                let md = md_state.map(|s| s.encode()).unwrap_or_default();
+                let seq = engine
+                    .snapshot_with(&Annex::join(&annex.cids, &md, &annex.killed))
+                    .map_err(ServeError::Snapshot)?;
                 tracing::info!(seq, "snapshot written");
             }
             engine.shutdown();
@@ -295,6 +405,8 @@ pub fn run(config: ServerConfig, ready: impl FnOnce(Bound)) -> Result<(), ServeE
             Ok(())
         }
         Ended::EngineStopped(stopped, engine) => {
+            tracing::error!(%stopped, "the engine stopped; exiting");
+            ops.set_phase(ops::Phase::Failed, &stopped.to_string());
             engine.shutdown();
             Err(ServeError::EngineStopped(stopped))
         }
@@ -314,29 +426,60 @@ fn resting_books(engine: &Engine) -> Result<Books, Stopped> {
     Ok(books)
 }
 
-/// The annex of `serve`'s snapshots: `ANX2`, the length of the first part
-/// (u32 LE), the resting orders' cids (the driver's), then the feed's state.
-/// An annex without the tag (an older build's) is all cids.
-const ANNEX_TAG: &[u8; 4] = b"ANX2";
-
-fn join_annex(cids: &[u8], md: &[u8]) -> Vec<u8> {
-    let mut out = Vec::with_capacity(8 + cids.len() + md.len());
-    out.extend_from_slice(ANNEX_TAG);
-    out.extend_from_slice(&(cids.len() as u32).to_le_bytes());
-    out.extend_from_slice(cids);
-    out.extend_from_slice(md);
-    out
+/// What `serve` keeps with a snapshot (its annex): the resting orders'
+/// cids (the driver's), the feed's state (the md thread's), the users
+/// whose kill switch is on (the driver's).
+///
+/// Layout: `ANX3`, then each part as its length (u32 LE) and its bytes. An
+/// annex tagged `ANX2` has the first two parts only; one without a tag (an
+/// older build's) is all cids.
+pub(crate) struct Annex<'a> {
+    pub(crate) cids: &'a [u8],
+    pub(crate) md: &'a [u8],
+    pub(crate) killed: &'a [u8],
 }
 
-/// `(cids, market data)` of an annex.
-pub(crate) fn split_annex(annex: &[u8]) -> (&[u8], &[u8]) {
-    let Some(rest) = annex.strip_prefix(ANNEX_TAG) else { return (annex, &[]) };
-    let Some(len) = rest.get(..4).map(|b| u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as usize) else {
-        return (annex, &[]);
-    };
-    match (rest.get(4..4 + len), rest.get(4 + len..)) {
-        (Some(cids), Some(md)) => (cids, md),
-        _ => (annex, &[]),
+const ANNEX_TAG: &[u8; 4] = b"ANX3";
+const ANNEX_TAG_V2: &[u8; 4] = b"ANX2";
+
+impl<'a> Annex<'a> {
+    pub(crate) fn join(cids: &[u8], md: &[u8], killed: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(16 + cids.len() + md.len() + killed.len());
+        out.extend_from_slice(ANNEX_TAG);
+        for part in [cids, md, killed] {
+            out.extend_from_slice(&(part.len() as u32).to_le_bytes());
+            out.extend_from_slice(part);
+        }
+        out
+    }
+
+    pub(crate) fn split(annex: &'a [u8]) -> Annex<'a> {
+        let untagged = Annex { cids: annex, md: &[], killed: &[] };
+        let (rest, parts) = if let Some(rest) = annex.strip_prefix(ANNEX_TAG) {
+            (rest, 3)
+        } else if let Some(rest) = annex.strip_prefix(ANNEX_TAG_V2) {
+            // The feed's state runs to the end.
+            let Some(len) = rest.first_chunk::<4>().map(|b| u32::from_le_bytes(*b) as usize) else { return untagged };
+            return match (rest.get(4..4 + len), rest.get(4 + len..)) {
+                (Some(cids), Some(md)) => Annex { cids, md, killed: &[] },
+                _ => untagged,
+            };
+        } else {
+            return untagged;
+        };
+        let mut parts_read: [&[u8]; 3] = [&[]; 3];
+        let mut at = 0;
+        for part in parts_read.iter_mut().take(parts) {
+            let Some(len) = rest.get(at..).and_then(|r| r.first_chunk::<4>()).map(|b| u32::from_le_bytes(*b) as usize)
+            else {
+                return untagged;
+            };
+            let Some(bytes) = rest.get(at + 4..at + 4 + len) else { return untagged };
+            *part = bytes;
+            at += 4 + len;
+        }
+        let [cids, md, killed] = parts_read;
+        Annex { cids, md, killed }
     }
 }
 

@@ -39,6 +39,7 @@ use tokio::net::TcpListener;
 use tokio::sync::{mpsc, oneshot};
 
 use crate::driver::Kill;
+use crate::stats::MdStats;
 
 /// Where market data goes, and its bounds.
 #[derive(Clone, Debug)]
@@ -244,8 +245,8 @@ struct Queues {
     conns: HashMap<u64, Conn>,
     /// Locates with a subscription owed a snapshot.
     stale: BTreeSet<u32>,
-    conflations: u64,
-    cut_offs: u64,
+    /// Conflations, cut-offs, subscriptions (the md thread's counters).
+    stats: Arc<MdStats>,
 }
 
 impl Queues {
@@ -269,14 +270,15 @@ impl Queues {
         }
         if sub.channel == Channel::Trades {
             if let Some(c) = self.conns.get_mut(&sub.conn) {
-                c.kill.kill(format!("slow market-data reader: {} messages waiting unread", c.out.max_capacity()));
+                let reason = format!("slow market-data reader: {} messages waiting unread", c.out.max_capacity());
+                c.kill.kill(crate::stats::Cause::SlowReader, reason);
                 c.cut = true;
             }
-            self.cut_offs += 1;
+            self.stats.cut_offs.add(1);
         } else {
             sub.stale = true;
             self.stale.insert(locate);
-            self.conflations += 1;
+            self.stats.conflations.add(1);
         }
     }
 }
@@ -289,6 +291,14 @@ struct Hub {
     symbols: HashMap<u32, SymbolMd>,
     /// Subscriptions to symbols not named yet, until they are.
     waiting: HashMap<Symbol, Vec<Subscription>>,
+}
+
+impl Hub {
+    /// Notes how many subscriptions there are now (for metrics).
+    fn count_subscriptions(&self) {
+        let count = self.queues.conns.values().filter(|c| !c.cut).map(|c| c.subscriptions).sum::<usize>();
+        self.queues.stats.subscriptions.set(count as u64);
+    }
 }
 
 /// What a subscription is owed on (re)joining: the book, top of book, or
@@ -507,7 +517,7 @@ struct Out {
     hub: Hub,
     last_sent: Instant,
     scratch: Vec<u8>,
-    send_errors: u64,
+    stats: Arc<MdStats>,
 }
 
 impl Out {
@@ -515,11 +525,13 @@ impl Out {
         if self.packet.count() == 0 {
             return;
         }
+        self.stats.packets.add(1);
+        self.stats.messages.set(self.next - 1);
         for addr in &self.feed_addrs {
             if self.socket.send_to(self.packet.bytes(), addr).is_err() {
                 // Nobody listening, or a full socket buffer: the message is
                 // in the window, a client re-requests it.
-                self.send_errors += 1;
+                self.stats.send_errors.add(1);
             }
         }
         let mut window = locked(&self.window);
@@ -595,6 +607,7 @@ pub(crate) fn start(
     books: &Books,
     state: Option<MdState>,
     snapshot_listener: std::net::TcpListener,
+    stats: Arc<MdStats>,
 ) -> io::Result<(MarketData, MdFeed, std::net::TcpListener)> {
     let v4 = config.feed_addrs.first().is_none_or(SocketAddr::is_ipv4);
     let socket = UdpSocket::bind(if v4 { "0.0.0.0:0" } else { "[::]:0" })?;
@@ -625,6 +638,7 @@ pub(crate) fn start(
     let next = continued.as_ref().map_or(1, |s| s.next);
     let window = Arc::new(Mutex::new(FeedWindow::new(session, next, config.window)));
     let mut hub = Hub::default();
+    hub.queues.stats = Arc::clone(&stats);
     if let Some(state) = &continued {
         for &(locate, symbol, md_seq) in &state.locates {
             let entry = hub.symbols.entry(locate).or_default();
@@ -643,7 +657,7 @@ pub(crate) fn start(
         hub,
         last_sent: Instant::now(),
         scratch: Vec::with_capacity(64),
-        send_errors: 0,
+        stats,
     };
     if continued.is_none() {
         let seq = 0;
@@ -710,8 +724,12 @@ fn run(
             match control {
                 MdControl::Request { conn, request, out: tx, kill } => {
                     out.hub.request(publisher.book(), conn, request, tx, kill, subscriptions);
+                    out.hub.count_subscriptions();
                 }
-                MdControl::Gone { conn } => out.hub.gone(conn),
+                MdControl::Gone { conn } => {
+                    out.hub.gone(conn);
+                    out.hub.count_subscriptions();
+                }
                 MdControl::Snapshot { symbol, reply } => {
                     // Everything published so far is in the book; the
                     // messages still in the packet are sent first.

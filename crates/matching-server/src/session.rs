@@ -28,6 +28,7 @@ use tokio::time::timeout;
 
 use crate::Limits;
 use crate::driver::{DriverHandle, Inbound, Kill, Outbox, Outgoing, SessionId};
+use crate::stats::{Cause, Protocol, SessionStats};
 use crate::users::{Role, Users};
 
 /// What a transport read.
@@ -77,6 +78,8 @@ pub(crate) trait Transport: Send {
     fn public(&self) -> bool {
         false
     }
+    /// Which front door this is (for metrics and the console).
+    fn protocol(&self) -> Protocol;
 }
 
 /// What a connection with public channels receives from the md thread: its
@@ -112,7 +115,7 @@ pub enum Auth {
 }
 
 impl Auth {
-    fn check(&self, user: UserId, key: &str) -> Option<Role> {
+    pub(crate) fn check(&self, user: UserId, key: &str) -> Option<Role> {
         match self {
             Auth::Open => Some(Role::Operator),
             Auth::Users(users) => users.check(user, key),
@@ -132,6 +135,29 @@ pub(crate) struct Context {
     pub(crate) md: Option<crate::md::MdHandle>,
     /// Market-data messages queued for one connection.
     pub(crate) md_queue: usize,
+    /// What sessions count: connections, refusals, how they ended.
+    pub(crate) stats: Arc<SessionStats>,
+}
+
+/// Counts a connection open while it lives, and how it ended.
+struct Counted<'a> {
+    stats: &'a SessionStats,
+    protocol: Protocol,
+    cause: Cause,
+}
+
+impl Counted<'_> {
+    fn new(stats: &SessionStats, protocol: Protocol) -> Counted<'_> {
+        stats.connections[protocol as usize].fetch_add(1, Ordering::Relaxed);
+        Counted { stats, protocol, cause: Cause::ClientLeft }
+    }
+}
+
+impl Drop for Counted<'_> {
+    fn drop(&mut self) {
+        self.stats.connections[self.protocol as usize].fetch_sub(1, Ordering::Relaxed);
+        self.stats.ended(self.protocol, self.cause);
+    }
 }
 
 /// A token bucket: `rate` a second, as many at once.
@@ -222,6 +248,8 @@ pub(crate) async fn run_with_public<T: Transport>(
     mut inbox: Option<MdInbox>,
 ) {
     let limits = context.limits;
+    let protocol = transport.protocol();
+    let mut counted = Counted::new(&context.stats, protocol);
     let kill = inbox.as_ref().map_or_else(|| Arc::new(Kill::default()), |inbox| Arc::clone(&inbox.kill));
     let deadline = tokio::time::Instant::now() + limits.login_timeout;
     let mut refused_in_a_row = 0;
@@ -229,6 +257,7 @@ pub(crate) async fn run_with_public<T: Transport>(
         tokio::select! {
             biased;
             () = kill.killed() => {
+                counted.cause = kill.cause().unwrap_or(Cause::Shutdown);
                 let reason = kill.reason().unwrap_or_default().to_string();
                 return say_goodbye(&mut transport, Reply::Goodbye { reason }).await;
             }
@@ -249,34 +278,41 @@ pub(crate) async fn run_with_public<T: Transport>(
                 Ok(Some(other)) if transport.public() => {
                     refused_in_a_row += 1;
                     if refused_in_a_row >= REFUSED_IN_A_ROW_MAX {
+                        counted.cause = Cause::Garbage;
                         let reason = format!("{refused_in_a_row} messages in a row that are not requests");
                         return say_goodbye(&mut transport, Reply::Goodbye { reason }).await;
                     }
-                    let reply = match other {
-                        Incoming::Refused(refusal) => refusal.into(),
-                        _ => Reply::Rejected { reason: GatewayReason::NotLoggedIn, order_id: None, cid: None },
+                    let refusal = match other {
+                        Incoming::Refused(refusal) => refusal,
+                        _ => Refusal::new(GatewayReason::NotLoggedIn),
                     };
+                    context.stats.refused(refusal.reason);
+                    let reply = refusal.into();
                     transport.encode(&reply);
                     if transport.flush().await.is_err() {
                         return;
                     }
                 }
                 Ok(Some(_)) => {
+                    counted.cause = Cause::Garbage;
                     return say_goodbye(&mut transport, Reply::LoginRejected { reason: LoginError::Malformed }).await;
                 }
                 Ok(None) | Err(_) => return,
             },
             () = tokio::time::sleep_until(deadline), if !transport.public() => {
+                counted.cause = Cause::LoginTimeout;
                 let reason = format!("no login within {} s", limits.login_timeout.as_secs_f64());
                 return say_goodbye(&mut transport, Reply::Goodbye { reason }).await;
             }
         }
     };
     let Some(role) = context.auth.check(login.user, &login.key) else {
-        tracing::info!(user = login.user, %peer, "login refused: bad credentials");
+        counted.cause = Cause::BadCredentials;
+        tracing::info!(user = login.user, %peer, protocol = protocol.label(), "login refused: bad credentials");
         return say_goodbye(&mut transport, Reply::LoginRejected { reason: LoginError::BadCredentials }).await;
     };
     if *context.shutdown.borrow() {
+        counted.cause = Cause::Shutdown;
         return say_goodbye(&mut transport, Reply::LoginRejected { reason: LoginError::Unavailable }).await;
     }
     let session: SessionId = context.next_session.fetch_add(1, Ordering::Relaxed);
@@ -287,18 +323,22 @@ pub(crate) async fn run_with_public<T: Transport>(
         session,
         user: login.user,
         role,
+        protocol,
+        peer,
         cancel_on_disconnect: login.cancel_on_disconnect,
         resume_after: login.resume_after,
         outbox: Outbox { replies, queued, kill: Arc::clone(&kill) },
     };
     if !context.driver.send(open).await {
+        counted.cause = Cause::Shutdown;
         return say_goodbye(&mut transport, Reply::LoginRejected { reason: LoginError::Unavailable }).await;
     }
-    tracing::info!(session, user = login.user, role = role.as_str(), %peer, "logged in");
+    tracing::info!(session, user = login.user, role = role.as_str(), protocol = protocol.label(), %peer, "session started");
     transport.logged_in(login.user);
     transport.encode(&Reply::LoginAccepted { user: login.user });
     let mut shutdown = context.shutdown.clone();
-    let reason = serve(&mut transport, &context, session, &mut outbox, &kill, &mut shutdown, &mut inbox).await;
+    let (cause, reason) = serve(&mut transport, &context, session, &mut outbox, &kill, &mut shutdown, &mut inbox).await;
+    counted.cause = cause;
     context.driver.send(Inbound::Closed { session }).await;
     // What the driver queued before it let go goes out first.
     while let Some(Outgoing { reply, .. }) = outbox.try_next() {
@@ -307,6 +347,8 @@ pub(crate) async fn run_with_public<T: Transport>(
     tracing::info!(
         session,
         user = login.user,
+        protocol = protocol.label(),
+        cause = cause.label(),
         reason = reason.as_deref().unwrap_or("the client left"),
         "session ended"
     );
@@ -318,7 +360,8 @@ pub(crate) async fn run_with_public<T: Transport>(
     }
 }
 
-/// The logged-in session; returns why the server ends it (`None`: the client left).
+/// The logged-in session; returns why it ended, and what the client is
+/// told (`None`: the client left, nothing to tell).
 async fn serve<T: Transport>(
     transport: &mut T,
     context: &Context,
@@ -327,7 +370,10 @@ async fn serve<T: Transport>(
     kill: &Kill,
     shutdown: &mut watch::Receiver<bool>,
     inbox: &mut Option<MdInbox>,
-) -> Option<String> {
+) -> (Cause, Option<String>) {
+    let killed = |kill: &Kill| (kill.cause().unwrap_or(Cause::Shutdown), kill.reason().map(str::to_string));
+    let left = (Cause::ClientLeft, None);
+    let write_timed_out = || (Cause::WriteTimeout, Some("write timed out: the client is not reading".to_string()));
     let limits = context.limits;
     let mut bucket = Bucket::new(limits.rate_per_s);
     let mut refused_in_a_row = 0;
@@ -340,18 +386,18 @@ async fn serve<T: Transport>(
     let mut reading = !*shutdown.borrow();
     // The login's answer.
     if transport.flush().await.is_err() {
-        return None;
+        return left;
     }
     loop {
         tokio::select! {
             biased;
-            () = kill.killed() => return kill.reason().map(str::to_string),
+            () = kill.killed() => return killed(kill),
             _ = shutdown.changed(), if reading => {
                 // Stop reading; the driver says goodbye once what is queued is done.
                 reading = false;
             }
             first = outbox.next() => {
-                let Some(first) = first else { return kill.reason().map(str::to_string) };
+                let Some(first) = first else { return killed(kill) };
                 let mut next = Some(first);
                 let mut encoded = 0;
                 while let Some(Outgoing { reply, answer }) = next {
@@ -365,43 +411,45 @@ async fn serve<T: Transport>(
                 tokio::select! {
                     written = timeout(limits.write_timeout, transport.flush()) => match written {
                         Ok(Ok(())) => last_sent = Instant::now(),
-                        Ok(Err(_)) => return None,
-                        Err(_) => return Some("write timed out: the client is not reading".to_string()),
+                        Ok(Err(_)) => return left,
+                        Err(_) => return write_timed_out(),
                     },
                     () = kill.killed() => {
                         transport.abandon();
-                        return kill.reason().map(str::to_string);
+                        return killed(kill);
                     }
                 }
             }
             text = next_public(inbox) => {
-                let Some(text) = text else { return kill.reason().map(str::to_string) };
+                let Some(text) = text else { return killed(kill) };
                 encode_public(transport, text, inbox);
                 match timeout(limits.write_timeout, transport.flush()).await {
                     Ok(Ok(())) => last_sent = Instant::now(),
-                    Ok(Err(_)) => return None,
-                    Err(_) => return Some("write timed out: the client is not reading".to_string()),
+                    Ok(Err(_)) => return left,
+                    Err(_) => return write_timed_out(),
                 }
             }
             incoming = transport.recv(), if reading && unanswered < limits.in_flight => {
                 last_heard = Instant::now();
                 let request = match incoming {
-                    Ok(None) | Err(_) => return None,
+                    Ok(None) | Err(_) => return left,
                     Ok(Some(Incoming::Heartbeat)) => continue,
                     Ok(Some(Incoming::Flush)) => {
                         if transport.flush().await.is_err() {
-                            return None;
+                            return left;
                         }
                         continue;
                     }
                     Ok(Some(Incoming::Refused(refusal))) => {
                         refused_in_a_row += 1;
                         if refused_in_a_row >= REFUSED_IN_A_ROW_MAX {
-                            return Some(format!("{refused_in_a_row} messages in a row that are not requests"));
+                            let reason = format!("{refused_in_a_row} messages in a row that are not requests");
+                            return (Cause::Garbage, Some(reason));
                         }
+                        context.stats.refused(refusal.reason);
                         transport.encode(&refusal.into());
                         if transport.flush().await.is_err() {
-                            return None;
+                            return left;
                         }
                         continue;
                     }
@@ -409,11 +457,12 @@ async fn serve<T: Transport>(
                 };
                 refused_in_a_row = 0;
                 match request {
-                    Request::Logout => return Some("logout".to_string()),
+                    Request::Logout => return (Cause::Logout, Some("logout".to_string())),
                     Request::Login(_) => {
+                        context.stats.refused(GatewayReason::NotLoggedIn);
                         transport.encode(&Reply::Rejected { reason: GatewayReason::NotLoggedIn, order_id: None, cid: None });
                         if transport.flush().await.is_err() {
-                            return None;
+                            return left;
                         }
                         continue;
                     }
@@ -428,29 +477,30 @@ async fn serve<T: Transport>(
                     if bucket.take() {
                         requests.push(request);
                     } else {
+                        context.stats.refused(GatewayReason::RateLimited);
                         transport.encode(&Reply::Rejected { reason: GatewayReason::RateLimited, order_id: None, cid: None });
                     }
                     next = if unanswered + requests.len() < limits.in_flight { transport.next_buffered() } else { None };
                 }
                 if transport.flush().await.is_err() {
-                    return None;
+                    return left;
                 }
                 if requests.is_empty() {
                     continue;
                 }
                 unanswered += requests.len();
                 if !context.driver.send(Inbound::Requests { session, requests }).await {
-                    return Some("the server is stopping".to_string());
+                    return (Cause::Shutdown, Some("the server is stopping".to_string()));
                 }
             }
             _ = tick.tick(), if heartbeats && reading => {
                 if last_heard.elapsed() >= limits.idle_timeout {
-                    return Some(format!("nothing heard for {} s", limits.idle_timeout.as_secs_f64()));
+                    return (Cause::IdleTimeout, Some(format!("nothing heard for {} s", limits.idle_timeout.as_secs_f64())));
                 }
                 if last_sent.elapsed() >= limits.heartbeat {
                     transport.encode_heartbeat();
                     if transport.flush().await.is_err() {
-                        return None;
+                        return left;
                     }
                     last_sent = Instant::now();
                 }

@@ -152,6 +152,10 @@ impl Transport for WsJson {
         self.user = user;
     }
 
+    fn protocol(&self) -> crate::stats::Protocol {
+        crate::stats::Protocol::WebSocket
+    }
+
     fn abandon(&mut self) {
         // A WebSocket message is sent whole or not at all.
         self.output.clear();

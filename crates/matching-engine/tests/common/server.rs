@@ -16,6 +16,8 @@ pub struct Server {
     pub binary: SocketAddr,
     pub json: SocketAddr,
     pub http: SocketAddr,
+    /// Metrics, health and the operator console.
+    pub metrics: SocketAddr,
     /// The feed's re-request server and snapshot service (market data on).
     pub rerequest: Option<SocketAddr>,
     pub snapshot: Option<SocketAddr>,
@@ -44,14 +46,20 @@ impl Server {
             .arg(data)
             .args(["--binary-addr", "127.0.0.1:0", "--json-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
             .args(["--feed-rerequest-addr", "127.0.0.1:0", "--feed-snapshot-addr", "127.0.0.1:0"])
+            .args(["--metrics-addr", "127.0.0.1:0"])
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(log_path(data)).unwrap())
             .spawn()
             .expect("start serve");
+        // `operating metrics=…` comes first (before recovery), then `listening …`.
+        let mut stdout = BufReader::new(child.stdout.as_mut().unwrap());
         let mut line = String::new();
-        BufReader::new(child.stdout.as_mut().unwrap()).read_line(&mut line).unwrap();
+        while {
+            line.clear();
+            stdout.read_line(&mut line).unwrap() > 0 && line.starts_with("operating ")
+        } {}
         if !line.starts_with("listening ") {
             let _ = child.kill();
             let _ = child.wait();
@@ -66,6 +74,7 @@ impl Server {
             binary: addr("binary"),
             json: addr("json"),
             http: addr("http"),
+            metrics: addr("metrics"),
             rerequest: find("rerequest"),
             snapshot: find("snapshot"),
             data: data.to_path_buf(),
