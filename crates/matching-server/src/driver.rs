@@ -579,13 +579,14 @@ impl Driver {
             if let Some(stopped) = self.reader.stopped() {
                 return self.engine_stopped(stopped);
             }
-            let idle = self.batch.is_empty() && self.reader.next_seq() == self.engine.next_seq();
-            if self.shutting_down && idle {
+            let snapshot_due = self.snapshot_due();
+            let idle = || self.batch.is_empty() && self.reader.next_seq() == self.engine.next_seq();
+            if self.shutting_down && idle() {
                 self.routes.goodbye_all(Cause::Shutdown, "the server is shutting down");
                 let annex = self.routes.annex();
                 return Ended::Shutdown(self.engine, annex);
             }
-            if idle && self.snapshot_due() {
+            if snapshot_due && idle() {
                 self.snapshot();
             }
             if took == 0 && delivered == 0 {
@@ -626,7 +627,9 @@ impl Driver {
     /// Takes what the sessions sent, up to a batch; returns how many messages.
     fn take_requests(&mut self) -> usize {
         let mut taken = 0;
-        while self.batch.len() < self.batch_max && self.admin_queue.is_empty() && !self.snapshot_due() {
+        // A snapshot due waits for what is in flight, so nothing more is taken.
+        let snapshot_due = self.snapshot_due();
+        while self.batch.len() < self.batch_max && self.admin_queue.is_empty() && !snapshot_due {
             let Ok(message) = self.inbound.try_recv() else { break };
             taken += 1;
             match message {
