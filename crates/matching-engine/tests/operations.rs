@@ -447,3 +447,71 @@ async fn listed_instruments_have_ticks_and_lots() {
     assert_eq!(reason, RejectReason::InvalidSymbol);
     server.kill9();
 }
+
+/// A full disk (the shell limits the file size and ignores SIGXFSZ, so a
+/// write past it fails): the journal fails, `/health/ready` says `failed`
+/// with the error, clients are told, and `serve` exits non-zero.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_journal_failure_turns_health_failed_and_ends_the_server() {
+    let dir = scratch("ops-full");
+    let script = "trap '' XFSZ; ulimit -f 1024; exec \"$0\" serve --data \"$1\" --binary-addr 127.0.0.1:0 \
+                  --json-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 --metrics-addr 127.0.0.1:0 --no-market-data";
+    let mut child = Command::new("sh")
+        .args(["-c", script, env!("CARGO_BIN_EXE_matching-engine")])
+        .arg(dir.join("data"))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdout = BufReader::new(child.stdout.take().unwrap());
+    let mut lines = [String::new(), String::new()];
+    for line in &mut lines {
+        stdout.read_line(line).unwrap();
+    }
+    let field = |name: &str| -> std::net::SocketAddr {
+        let at = lines[1].find(&format!(" {name}=")).unwrap() + name.len() + 2;
+        lines[1][at..].split_whitespace().next().unwrap().parse().unwrap()
+    };
+    let (binary, metrics) = (field("binary"), field("metrics"));
+    let watcher = std::thread::spawn(move || {
+        let admin = Admin::new(metrics);
+        let mut last = None;
+        // Until the server is gone: the last readiness it gave.
+        while let Ok(answer) = admin.ready() {
+            last = Some(answer);
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        last
+    });
+    let mut client = connect(binary, Encoding::Binary, 1, "").await;
+    // A batch at a time, each answered before the next goes (so the server
+    // has read all it was sent when it fails, and its goodbye is not lost
+    // to a reset).
+    let batch: Vec<Request> = (0..200).map(|i| new(1, "FULL", Side::Buy, 1 + i % 50, 1, None)).collect();
+    let goodbye = 'sending: loop {
+        client.send_batch(&batch).await.unwrap();
+        let mut answered = 0;
+        while answered < batch.len() {
+            match client.next_within(Duration::from_secs(10)).await {
+                Ok(Some(Reply::Goodbye { reason })) => break 'sending Some(reason),
+                Ok(Some(_)) => answered += 1,
+                other => {
+                    eprintln!("the connection ended: {other:?}");
+                    break 'sending None;
+                }
+            }
+        }
+    };
+    let Some(reason) = goodbye else {
+        let output = child.wait_with_output().unwrap();
+        panic!("the client is told why; the server said: {}", String::from_utf8_lossy(&output.stderr))
+    };
+    assert!(reason.contains("journal"), "{reason}");
+    let last = tokio::task::spawn_blocking(move || watcher.join().unwrap()).await.unwrap().unwrap();
+    assert_eq!((last.status, last.body["status"].as_str()), (503, Some("failed")), "{last:?}");
+    assert!(last.body["reason"].as_str().unwrap().contains("journal"), "{last:?}");
+    let output = child.wait_with_output().unwrap();
+    assert!(!output.status.success());
+    let stderr = String::from_utf8_lossy(&output.stderr);
+    assert!(stderr.contains("error:") && stderr.contains("journal"), "{stderr}");
+}

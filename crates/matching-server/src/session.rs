@@ -490,6 +490,10 @@ async fn serve<T: Transport>(
                 }
                 unanswered += requests.len();
                 if !context.driver.send(Inbound::Requests { session, requests }).await {
+                    // The driver is gone; it said why before it went (the engine stopped, say).
+                    if kill.reason().is_some() {
+                        return killed(kill);
+                    }
                     return (Cause::Shutdown, Some("the server is stopping".to_string()));
                 }
             }
