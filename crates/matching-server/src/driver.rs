@@ -716,44 +716,22 @@ impl Driver {
     /// `false` if the engine had no room (it is tried again next pass).
     fn run_admin(&mut self) -> Result<bool, Stopped> {
         let Some((request, reply)) = self.admin_queue.pop_front() else { return Ok(true) };
-        let next_seq = self.engine.next_seq();
-        let command = |routes: &mut Routes, action: Action, kind: Kind| {
-            let user = action.user().unwrap_or(0);
-            routes.pending.push_back(Pending {
-                seq: next_seq,
-                session: None,
-                user,
-                cid: None,
-                kind,
-                answered: false,
-                taken: routes.now,
-                admin: true,
-            });
-            action
-        };
         let action = match request {
-            AdminRequest::Halt(symbol) => Some(command(&mut self.routes, Action::Halt { symbol }, Kind::Other)),
-            AdminRequest::Resume(symbol) => Some(command(&mut self.routes, Action::Resume { symbol }, Kind::Other)),
+            AdminRequest::Halt(symbol) => Action::Halt { symbol },
+            AdminRequest::Resume(symbol) => Action::Resume { symbol },
             AdminRequest::Kill(user) | AdminRequest::Release(user) => {
                 let on = matches!(request, AdminRequest::Kill(_));
                 if self.routes.killed.contains(&user) == on {
-                    let state = if on { "already on" } else { "not on" };
-                    let _ = reply.send(Ok(
-                        serde_json::json!({ "user": user, "kill_switch": on, "changed": false, "note": state }),
-                    ));
+                    let note = if on { "already on" } else { "not on" };
+                    let answer = serde_json::json!({ "user": user, "kill_switch": on, "changed": false, "note": note });
+                    let _ = reply.send(Ok(answer));
                     return Ok(true);
                 }
                 let Some(seq) = self.engine.try_submit_note((), kill_note(user, on))? else {
                     self.admin_queue.push_front((request, reply));
                     return Ok(false);
                 };
-                tracing::warn!(
-                    user,
-                    on,
-                    seq,
-                    "an operator turns a user's kill switch {}",
-                    if on { "on" } else { "off" }
-                );
+                tracing::warn!(user, seq, "an operator turns a user's kill switch {}", if on { "on" } else { "off" });
                 if on {
                     self.routes.killed.insert(user);
                 } else {
@@ -765,29 +743,27 @@ impl Driver {
                     return Ok(true);
                 }
                 // Every order of theirs goes, in every symbol.
-                let next_seq = seq + 1;
-                self.routes.pending.push_back(Pending {
-                    seq: next_seq,
-                    session: None,
-                    user,
-                    cid: None,
-                    kind: Kind::MassCancel,
-                    answered: false,
-                    taken: self.routes.now,
-                    admin: true,
-                });
-                self.routes.admin.push_back(AdminWaiter { seq: next_seq, reply, what: request });
-                self.batch.push(Action::MassCancel { user, symbol: None, side: None });
-                self.batch_cids.push(None);
-                return Ok(true);
+                Action::MassCancel { user, symbol: None, side: None }
             }
-            _ => None,
+            // Answered as they were taken.
+            AdminRequest::Sessions | AdminRequest::Status | AdminRequest::Disconnect(_) => return Ok(true),
         };
-        if let Some(action) = action {
-            self.routes.admin.push_back(AdminWaiter { seq: next_seq, reply, what: request });
-            self.batch.push(action);
-            self.batch_cids.push(None);
-        }
+        // The batch is empty: the command's seq is the engine's next.
+        let seq = self.engine.next_seq();
+        let kind = if matches!(action, Action::MassCancel { .. }) { Kind::MassCancel } else { Kind::Other };
+        self.routes.pending.push_back(Pending {
+            seq,
+            session: None,
+            user: action.user().unwrap_or(0),
+            cid: None,
+            kind,
+            answered: false,
+            taken: self.routes.now,
+            admin: true,
+        });
+        self.routes.admin.push_back(AdminWaiter { seq, reply, what: request });
+        self.batch.push(action);
+        self.batch_cids.push(None);
         Ok(true)
     }
 
@@ -1251,8 +1227,9 @@ impl Routes {
         for state in self.sessions.values() {
             state.outbox.kill.kill(cause, reason.to_string());
         }
-        for (_, reply) in self.admin.drain(..).map(|w| ((), w.reply)) {
-            let _ = reply.send(Err((503, reason.to_string())));
+        // Operators waiting for a change to pass hear why it never will.
+        for waiter in self.admin.drain(..) {
+            let _ = waiter.reply.send(Err((503, reason.to_string())));
         }
     }
 }
