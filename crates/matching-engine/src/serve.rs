@@ -11,7 +11,7 @@ use clap::ValueEnum;
 use matching_journal::storage::{FsStorage, SimStorage};
 use matching_pipeline::{Durability, EngineConfig, FsyncPolicy, WaitStrategy};
 use matching_server::config::{self, Flags, LogFormat, LogLevel, ServeFile};
-use matching_server::users::{Role, Users, add_user};
+use matching_server::users::{Role, Users, add_fix_session, add_user};
 use matching_server::{Auth, ServerConfig};
 use tracing_subscriber::filter::LevelFilter;
 
@@ -115,6 +115,12 @@ pub struct Args {
     /// operator console (/admin), over HTTP. Default: 127.0.0.1:7702.
     #[arg(long)]
     metrics_addr: Option<SocketAddr>,
+    /// The FIX 4.4 gateway (docs/FIX.md). Default: 127.0.0.1:7703.
+    #[arg(long)]
+    fix_addr: Option<SocketAddr>,
+    /// Run without the FIX gateway.
+    #[arg(long)]
+    no_fix: bool,
     /// Seconds between snapshots while serving (0, the default: only at a clean stop).
     #[arg(long)]
     snapshot_interval_s: Option<u64>,
@@ -154,6 +160,8 @@ impl Args {
             .set("limits.resume_events", "--resume-events", self.resume_events)
             .set("limits.login_timeout_s", "--login-timeout", self.login_timeout)
             .set("market_data.enabled", "--no-market-data", self.no_market_data.then_some(false))
+            .set("fix.enabled", "--no-fix", self.no_fix.then_some(false))
+            .set("fix.addr", "--fix-addr", self.fix_addr)
             .set("market_data.feed_addrs", "--feed-addr", (!self.feed_addrs.is_empty()).then_some(&self.feed_addrs))
             .set("market_data.rerequest_addr", "--feed-rerequest-addr", self.feed_rerequest_addr)
             .set("market_data.snapshot_addr", "--feed-snapshot-addr", self.feed_snapshot_addr)
@@ -248,6 +256,7 @@ fn serve(file: ServeFile) -> anyhow::Result<()> {
         metrics_addr: file.network.metrics_addr,
         snapshot_interval: file.journal.snapshot_interval(),
         instruments: file.instruments(),
+        fix: file.fix.config(data),
     };
     // Lines on stdout for whoever started us (tests, scripts): first where
     // metrics, health and the console answer (before recovery), then where
@@ -258,6 +267,9 @@ fn serve(file: ServeFile) -> anyhow::Result<()> {
             "listening binary={} json={} http={} metrics={}",
             bound.binary, bound.json, bound.http, bound.metrics
         );
+        if let Some(fix) = bound.fix {
+            line.push_str(&format!(" fix={fix}"));
+        }
         if let Some(md) = bound.md {
             line.push_str(&format!(" rerequest={} snapshot={}", md.rerequest, md.snapshot));
         }
@@ -276,16 +288,44 @@ pub enum UsersCommand {
         /// The user id.
         #[arg(long)]
         user: u64,
-        /// `trader` or `operator`.
+        /// `trader`, `operator` or `drop_copy`.
+        #[arg(long, default_value = "trader")]
+        role: String,
+    },
+    /// Add a FIX session to a users file: a Logon from SENDER to TARGET is USER in ROLE (docs/FIX.md).
+    AddFix {
+        /// The users file (created if missing).
+        #[arg(long)]
+        file: PathBuf,
+        /// The client's SenderCompID.
+        #[arg(long)]
+        sender: String,
+        /// The client's TargetCompID: ours.
+        #[arg(long, default_value = matching_server::OUR_COMP_ID)]
+        target: String,
+        /// The user id it trades as.
+        #[arg(long)]
+        user: u64,
+        /// `trader`, `operator` or `drop_copy`.
         #[arg(long, default_value = "trader")]
         role: String,
     },
 }
 
+fn role(text: &str) -> anyhow::Result<Role> {
+    Role::parse(text).ok_or_else(|| anyhow::anyhow!("role is trader, operator or drop_copy, not {text:?}"))
+}
+
 pub fn users(command: UsersCommand) -> anyhow::Result<()> {
     match command {
-        UsersCommand::Add { file, user, role } => {
-            let role = Role::parse(&role).ok_or_else(|| anyhow::anyhow!("role is trader or operator, not {role:?}"))?;
+        UsersCommand::AddFix { file, sender, target, user, role: name } => {
+            let role = role(&name)?;
+            add_fix_session(&file, &sender, &target, user, role)?;
+            eprintln!("FIX session {sender} → {target} added to {}: user {user} ({})", file.display(), role.as_str());
+            Ok(())
+        }
+        UsersCommand::Add { file, user, role: name } => {
+            let role = role(&name)?;
             let key = add_user(&file, user, role)?;
             println!("{key}");
             eprintln!(

@@ -177,7 +177,7 @@ fn health_goes_recovering_ready_shutting_down() {
         .args(["serve", "--data"])
         .arg(&data)
         .args(["--binary-addr", "127.0.0.1:0", "--json-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
-        .args(["--metrics-addr", "127.0.0.1:0", "--no-market-data"])
+        .args(["--metrics-addr", "127.0.0.1:0", "--no-market-data", "--no-fix"])
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -455,7 +455,7 @@ async fn listed_instruments_have_ticks_and_lots() {
 async fn a_journal_failure_turns_health_failed_and_ends_the_server() {
     let dir = scratch("ops-full");
     let script = "trap '' XFSZ; ulimit -f 1024; exec \"$0\" serve --data \"$1\" --binary-addr 127.0.0.1:0 \
-                  --json-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 --metrics-addr 127.0.0.1:0 --no-market-data";
+                  --json-addr 127.0.0.1:0 --http-addr 127.0.0.1:0 --metrics-addr 127.0.0.1:0 --no-market-data --no-fix";
     let mut child = Command::new("sh")
         .args(["-c", script, env!("CARGO_BIN_EXE_matching-engine")])
         .arg(dir.join("data"))

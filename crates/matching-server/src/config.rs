@@ -46,6 +46,7 @@ pub struct ServeFile {
     pub engine: EngineSection,
     pub limits: LimitsSection,
     pub market_data: MarketDataSection,
+    pub fix: FixSection,
     pub log: LogSection,
     /// The only symbols traded, with their tick and lot; absent: the data
     /// directory's list, else any symbol.
@@ -137,6 +138,35 @@ pub struct MarketDataSection {
     pub queue: usize,
 }
 
+/// The FIX 4.4 gateway (`docs/FIX.md`).
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct FixSection {
+    /// `false`: no FIX gateway.
+    pub enabled: bool,
+    pub addr: SocketAddr,
+    /// Application messages each session keeps for resend requests (older
+    /// ones are gap-filled).
+    pub store_capacity: usize,
+}
+
+impl Default for FixSection {
+    fn default() -> FixSection {
+        FixSection { enabled: true, addr: SocketAddr::from(([127, 0, 0, 1], 7703)), store_capacity: 100_000 }
+    }
+}
+
+impl FixSection {
+    /// `None` when the gateway is off; its stores go under `data_dir/fix`.
+    pub fn config(&self, data_dir: &Path) -> Option<crate::FixConfig> {
+        self.enabled.then(|| crate::FixConfig {
+            addr: self.addr,
+            store_dir: data_dir.join("fix"),
+            store_capacity: self.store_capacity,
+        })
+    }
+}
+
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct LogSection {
@@ -198,6 +228,7 @@ impl Default for ServeFile {
             engine: EngineSection::default(),
             limits: LimitsSection::default(),
             market_data: MarketDataSection::default(),
+            fix: FixSection::default(),
             log: LogSection::default(),
             instruments: None,
         }
@@ -333,6 +364,7 @@ impl ServeFile {
         within("limits.login_timeout_s", limits.login_timeout_s, 0.001, 3600.0)?;
         within("market_data.heartbeat_ms", md.heartbeat_ms, 1, 60_000)?;
         at_least("market_data.queue", md.queue, 16)?;
+        at_least("fix.store_capacity", self.fix.store_capacity, 1)?;
         let listed = self.instruments.as_deref().unwrap_or_default();
         for (index, instrument) in listed.iter().enumerate() {
             at_least(&format!("instruments[{index}].tick"), instrument.tick, 1)?;

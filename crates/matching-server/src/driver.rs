@@ -375,6 +375,8 @@ fn decode_cids(annex: &[u8]) -> Vec<(OrderId, UserId, Cid)> {
 struct Routes {
     sessions: HashMap<SessionId, Session>,
     by_user: HashMap<UserId, Vec<SessionId>>,
+    /// Drop-copy sessions: every user's events go to each (read-only).
+    drop_copies: Vec<SessionId>,
     /// In `seq` order.
     pending: VecDeque<Pending>,
     /// Keyed by engine-assigned ids and user ids: a fast hash is safe. Cids
@@ -476,6 +478,7 @@ impl Driver {
         let mut routes = Routes {
             sessions: HashMap::new(),
             by_user: HashMap::new(),
+            drop_copies: Vec::new(),
             pending: VecDeque::new(),
             orders: FxHashMap::default(),
             user_orders: FxHashMap::default(),
@@ -634,7 +637,11 @@ impl Driver {
             taken += 1;
             match message {
                 Inbound::Open { session, user, role, protocol, peer, cancel_on_disconnect, resume_after, outbox } => {
-                    self.routes.by_user.entry(user).or_default().push(session);
+                    if role == Role::DropCopy {
+                        self.routes.drop_copies.push(session);
+                    } else {
+                        self.routes.by_user.entry(user).or_default().push(session);
+                    }
                     let since_s = SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs());
                     let state = Session {
                         user,
@@ -817,6 +824,13 @@ impl Routes {
         }
     }
 
+    /// Sends `event` to every drop-copy session.
+    fn copy(&mut self, seq: Seq, event: ClientEvent) {
+        for at in 0..self.drop_copies.len() {
+            self.send(self.drop_copies[at], Reply::Event { seq, event }, false);
+        }
+    }
+
     fn reject(&mut self, session: SessionId, reason: GatewayReason, order_id: Option<OrderId>, cid: Option<Cid>) {
         self.stats.refused[reason as usize].add(1);
         self.reply(session, Reply::Rejected { reason, order_id, cid });
@@ -872,6 +886,16 @@ impl Routes {
             }
             // The session answers these itself.
             Request::Login(_) | Request::Logout => return None,
+            // A drop copy only listens.
+            _ if role == Role::DropCopy => {
+                let cid = match request {
+                    Request::Command { cid, .. } => cid,
+                    Request::CancelCid { cid, .. } | Request::ModifyCid { cid, .. } => Some(cid),
+                    _ => None,
+                };
+                self.reject(session, GatewayReason::NotPermitted, None, cid);
+                return None;
+            }
             Request::Command { action, cid } => (action, cid),
             Request::CancelCid { user, cid } => match self.cids.get(&(as_user(user), cid)) {
                 Some(&order_id) => (Action::Cancel { user: as_user(user), order_id }, None),
@@ -1059,6 +1083,7 @@ impl Routes {
             if let Some(session) = origin {
                 routes.send(session, Reply::Event { seq, event }, answering.is_some());
             }
+            routes.copy(seq, event);
         };
         match event.kind {
             EventKind::Accepted { order_id, user, symbol, side, order_type, tif, qty, price } => {
@@ -1098,6 +1123,7 @@ impl Routes {
                     }
                     self.history.push(seq, (user, fill));
                     self.send_user(user, None, || Reply::Event { seq, event: fill });
+                    self.copy(seq, fill);
                 }
             }
             EventKind::Cancelled { order_id, user, reason, remaining, .. } => {
@@ -1105,6 +1131,7 @@ impl Routes {
                 let event = ClientEvent::Cancelled { order_id, reason, remaining, cid };
                 self.history.push(seq, (user, event));
                 self.send_user(user, answering, || Reply::Event { seq, event });
+                self.copy(seq, event);
             }
             EventKind::Modified { order_id, price, qty, .. } => {
                 let cid = self.orders.get_mut(&order_id).and_then(|order| {
@@ -1197,6 +1224,10 @@ impl Routes {
             gauge.set(gauge.get().saturating_sub(1));
             if !reason.is_empty() {
                 state.outbox.kill.kill(cause, reason);
+            }
+            if state.role == Role::DropCopy {
+                self.drop_copies.retain(|s| *s != session);
+                continue;
             }
             let sessions = self.by_user.entry(state.user).or_default();
             sessions.retain(|s| *s != session);

@@ -39,6 +39,7 @@ use tokio::sync::{Semaphore, mpsc, watch};
 mod binary_tcp;
 pub mod config;
 mod driver;
+mod fix;
 mod json_tcp;
 mod md;
 mod ops;
@@ -48,6 +49,7 @@ mod tcp;
 pub mod users;
 mod ws;
 
+pub use fix::{FixConfig, OUR_COMP_ID, TAG_STP_MODE};
 pub use md::{MdBound, MdConfig};
 pub use session::Auth;
 
@@ -123,6 +125,8 @@ pub struct ServerConfig {
     /// a multiple is refused at the gateway. (The fixed list of symbols
     /// itself is `engine.exchange.instruments`.)
     pub instruments: Vec<Instrument>,
+    /// The FIX 4.4 gateway; `None`: none.
+    pub fix: Option<FixConfig>,
 }
 
 /// A listed symbol's tick (price increment) and lot (quantity increment).
@@ -144,6 +148,8 @@ pub struct Bound {
     pub http: SocketAddr,
     /// Metrics, health and the operator console.
     pub metrics: SocketAddr,
+    /// The FIX gateway.
+    pub fix: Option<SocketAddr>,
     /// Where the feed's re-request server and snapshot service listen.
     pub md: Option<MdBound>,
 }
@@ -208,7 +214,9 @@ pub fn run_with(
 ) -> Result<(), ServeError> {
     let open = matches!(config.auth, Auth::Open);
     if open {
-        for addr in [config.binary_addr, config.json_addr, config.http_addr, config.metrics_addr] {
+        let fix = config.fix.as_ref().map(|fix| fix.addr);
+        for addr in [config.binary_addr, config.json_addr, config.http_addr, config.metrics_addr].into_iter().chain(fix)
+        {
             if !addr.ip().is_loopback() {
                 return Err(ServeError::OpenModeNotLoopback(addr));
             }
@@ -221,6 +229,10 @@ pub fn run_with(
         bind(config.http_addr, "HTTP")?,
         bind(config.metrics_addr, "metrics, health and the console")?,
     ];
+    let fix_listener = match &config.fix {
+        Some(fix) => Some(bind(fix.addr, "FIX")?),
+        None => None,
+    };
     let snapshot_listener = match &config.market_data {
         Some(md) => Some(StdListener::bind(md.snapshot_addr).map_err(|error| ServeError::Listen {
             what: "the market-data snapshot service",
@@ -234,6 +246,7 @@ pub fn run_with(
         json: listeners[1].local_addr().map_err(ServeError::Io)?,
         http: listeners[2].local_addr().map_err(ServeError::Io)?,
         metrics: listeners[3].local_addr().map_err(ServeError::Io)?,
+        fix: fix_listener.as_ref().map(|l| l.local_addr()).transpose().map_err(ServeError::Io)?,
         md: None,
     };
     let runtime = tokio::runtime::Builder::new_multi_thread()
@@ -256,7 +269,8 @@ pub fn run_with(
         runtime.spawn(ops::serve(metrics, Arc::clone(&ops), stop));
     }
     operating(bound.metrics);
-    let result = serve(config, &runtime, &ops, [binary, json, http], snapshot_listener, &mut bound, ready);
+    let listeners = Listeners { doors: [binary, json, http], fix: fix_listener, snapshot: snapshot_listener };
+    let result = serve(config, &runtime, &ops, listeners, &mut bound, ready);
     if let Err(error) = &result {
         ops.set_phase(ops::Phase::Failed, &error.to_string());
     }
@@ -265,17 +279,26 @@ pub fn run_with(
     result
 }
 
+/// The sockets `serve` listens on, bound before recovery.
+struct Listeners {
+    /// Binary, JSON over TCP, HTTP.
+    doors: [StdListener; 3],
+    fix: Option<StdListener>,
+    /// The market-data snapshot service.
+    snapshot: Option<StdListener>,
+}
+
 /// Recovers, serves until asked to stop (or the engine stops), and writes
 /// the final snapshot.
 fn serve(
     config: ServerConfig,
     runtime: &tokio::runtime::Runtime,
     ops: &Arc<ops::Ops>,
-    listeners: [StdListener; 3],
-    snapshot_listener: Option<StdListener>,
+    listeners: Listeners,
     bound: &mut Bound,
     ready: impl FnOnce(Bound),
 ) -> Result<(), ServeError> {
+    let Listeners { doors, fix: fix_listener, snapshot: snapshot_listener } = listeners;
     let durable = config.engine.durability.is_some();
     ops.set_phase(ops::Phase::Recovering, if durable { "recovering the data directory" } else { "starting" });
     let started = std::time::Instant::now();
@@ -339,13 +362,18 @@ fn serve(
     let _ = ops.context.set(Arc::clone(&context));
     let bound = *bound;
     let result = runtime.block_on(async {
-        let [binary, json, http] = listeners;
+        let [binary, json, http] = doors;
         let connections = Arc::new(Semaphore::new(limits.connections));
         let binary = TcpListener::from_std(binary).map_err(ServeError::Io)?;
         let json = TcpListener::from_std(json).map_err(ServeError::Io)?;
         let http = TcpListener::from_std(http).map_err(ServeError::Io)?;
         tokio::spawn(accept(binary, Arc::clone(&context), Arc::clone(&connections), Door::Binary));
         tokio::spawn(accept(json, Arc::clone(&context), Arc::clone(&connections), Door::Json));
+        if let (Some(listener), Some(fix)) = (fix_listener, &config.fix) {
+            let listener = TcpListener::from_std(listener).map_err(ServeError::Io)?;
+            let door = Door::Fix(Arc::new(fix.clone()));
+            tokio::spawn(accept(listener, Arc::clone(&context), Arc::clone(&connections), door));
+        }
         if let (Some(listener), Some(md)) = (snapshot_listener, &context.md) {
             tokio::spawn(md::serve_snapshots(listener, md.clone(), context.shutdown.clone()));
         }
@@ -483,10 +511,11 @@ impl<'a> Annex<'a> {
     }
 }
 
-#[derive(Clone, Copy)]
+#[derive(Clone)]
 enum Door {
     Binary,
     Json,
+    Fix(Arc<FixConfig>),
 }
 
 /// Accepts connections until shutdown; each gets a session task.
@@ -514,8 +543,13 @@ async fn accept(listener: TcpListener, context: Arc<Context>, connections: Arc<S
         let _ = stream.set_nodelay(true);
         let context = Arc::clone(&context);
         let frame_max = context.limits.frame_bytes;
+        let door = door.clone();
         tokio::spawn(async move {
             match door {
+                Door::Fix(config) => {
+                    let fix = fix::Fix::new(stream, frame_max, config, Arc::clone(&context));
+                    session::run(fix, context, peer.ip()).await
+                }
                 Door::Binary => session::run(binary_tcp::Binary::new(stream, frame_max), context, peer.ip()).await,
                 Door::Json => session::run(json_tcp::JsonLines::new(stream, frame_max), context, peer.ip()).await,
             }

@@ -80,6 +80,16 @@ pub(crate) trait Transport: Send {
     }
     /// Which front door this is (for metrics and the console).
     fn protocol(&self) -> Protocol;
+    /// The role of a login the transport authenticated itself (FIX: by its
+    /// CompIDs); `None`: the login's key is checked.
+    fn authenticated(&self) -> Option<Role> {
+        None
+    }
+    /// Called about once a second (`limits.heartbeat`) while logged in: the
+    /// transport's own timers; `Err` ends the session with that reason.
+    fn on_tick(&mut self) -> Result<(), String> {
+        Ok(())
+    }
 }
 
 /// What a connection with public channels receives from the md thread: its
@@ -306,7 +316,7 @@ pub(crate) async fn run_with_public<T: Transport>(
             }
         }
     };
-    let Some(role) = context.auth.check(login.user, &login.key) else {
+    let Some(role) = transport.authenticated().or_else(|| context.auth.check(login.user, &login.key)) else {
         counted.cause = Cause::BadCredentials;
         tracing::info!(user = login.user, %peer, protocol = protocol.label(), "login refused: bad credentials");
         return say_goodbye(&mut transport, Reply::LoginRejected { reason: LoginError::BadCredentials }).await;
@@ -497,15 +507,22 @@ async fn serve<T: Transport>(
                     return (Cause::Shutdown, Some("the server is stopping".to_string()));
                 }
             }
-            _ = tick.tick(), if heartbeats && reading => {
-                if last_heard.elapsed() >= limits.idle_timeout {
+            _ = tick.tick(), if reading => {
+                if let Err(reason) = transport.on_tick() {
+                    return (Cause::IdleTimeout, Some(reason));
+                }
+                if heartbeats && last_heard.elapsed() >= limits.idle_timeout {
                     return (Cause::IdleTimeout, Some(format!("nothing heard for {} s", limits.idle_timeout.as_secs_f64())));
                 }
-                if last_sent.elapsed() >= limits.heartbeat {
+                let beat = heartbeats && last_sent.elapsed() >= limits.heartbeat;
+                if beat {
                     transport.encode_heartbeat();
-                    if transport.flush().await.is_err() {
-                        return left;
-                    }
+                }
+                // What the transport's timers wrote, and the heartbeat.
+                if transport.flush().await.is_err() {
+                    return left;
+                }
+                if beat {
                     last_sent = Instant::now();
                 }
             }

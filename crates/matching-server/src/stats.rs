@@ -18,16 +18,18 @@ pub enum Protocol {
     Binary,
     Json,
     WebSocket,
+    Fix,
 }
 
 impl Protocol {
-    pub const ALL: [Protocol; 3] = [Protocol::Binary, Protocol::Json, Protocol::WebSocket];
+    pub const ALL: [Protocol; 4] = [Protocol::Binary, Protocol::Json, Protocol::WebSocket, Protocol::Fix];
 
     pub fn label(self) -> &'static str {
         match self {
             Protocol::Binary => "binary",
             Protocol::Json => "json",
             Protocol::WebSocket => "websocket",
+            Protocol::Fix => "fix",
         }
     }
 }

@@ -1,11 +1,15 @@
 //! Who may log in, and as what: the `--users` file.
 //!
 //! One user a line: `<user id> <role> <salt> <hash>`, where `role` is
-//! `trader` or `operator`, `salt` is 16 random bytes and `hash` is
-//! SHA-256(salt ‖ key), both in hex; `#` starts a comment. The key itself
+//! `trader`, `operator` or `drop_copy`, `salt` is 16 random bytes and `hash`
+//! is SHA-256(salt ‖ key), both in hex; `#` starts a comment. The key itself
 //! is never stored: `users add` prints it once. Keys are 32 random bytes
 //! (64 hex characters), so a fast hash is enough (nothing to brute-force);
 //! they are compared in constant time.
+//!
+//! A FIX session is a line `fix <SenderCompID> <TargetCompID> <user id>
+//! <role>` (`users add-fix`): a FIX Logon with those CompIDs (the client's
+//! SenderCompID, ours as its TargetCompID) is that user, in that role.
 
 use std::collections::HashMap;
 use std::fs::OpenOptions;
@@ -25,6 +29,9 @@ pub enum Role {
     Trader,
     /// May also `halt`/`resume` and act for any user (mass cancel: the kill switch).
     Operator,
+    /// Read-only: receives the events of every user (a risk system's copy),
+    /// sends nothing but queries.
+    DropCopy,
 }
 
 impl Role {
@@ -32,6 +39,7 @@ impl Role {
         match self {
             Role::Trader => "trader",
             Role::Operator => "operator",
+            Role::DropCopy => "drop_copy",
         }
     }
 
@@ -39,6 +47,7 @@ impl Role {
         match text {
             "trader" => Some(Role::Trader),
             "operator" => Some(Role::Operator),
+            "drop_copy" | "drop-copy" => Some(Role::DropCopy),
             _ => None,
         }
     }
@@ -92,6 +101,8 @@ struct Entry {
 #[derive(Default)]
 pub struct Users {
     entries: HashMap<UserId, Entry>,
+    /// FIX sessions: `(their SenderCompID, our TargetCompID)` → user and role.
+    fix: HashMap<(String, String), (UserId, Role)>,
 }
 
 fn hash(salt: &[u8], key: &[u8]) -> [u8; 32] {
@@ -133,15 +144,29 @@ impl Users {
                 continue;
             }
             let fields: Vec<&str> = line.split_whitespace().collect();
+            let line_error = |reason: String| UsersError::Line { path: name.clone(), line: number + 1, reason };
+            if let ["fix", sender, target, user, role] = fields.as_slice() {
+                let user = user.parse::<UserId>().ok().filter(|u| *u <= VALUE_MAX);
+                let (Some(user), Some(role)) = (user, Role::parse(role)) else {
+                    return Err(line_error(
+                        "expected `fix <SenderCompID> <TargetCompID> <user id> <role>`".to_string(),
+                    ));
+                };
+                if users.fix.insert((sender.to_string(), target.to_string()), (user, role)).is_some() {
+                    return Err(line_error(format!("the FIX session {sender} → {target} is listed twice")));
+                }
+                continue;
+            }
             let entry = match fields.as_slice() {
                 [user, role, salt, hash] => user.parse::<UserId>().ok().filter(|u| *u <= VALUE_MAX).and_then(|user| {
                     Some((user, Entry { role: Role::parse(role)?, salt: unhex(salt)?, hash: unhex(hash)? }))
                 }),
                 _ => None,
             };
-            let line_error = |reason: String| UsersError::Line { path: name.clone(), line: number + 1, reason };
             let Some((user, entry)) = entry else {
-                return Err(line_error("expected `<user id> <trader|operator> <salt hex> <hash hex>`".to_string()));
+                return Err(line_error(
+                    "expected `<user id> <trader|operator|drop_copy> <salt hex> <hash hex>`".to_string(),
+                ));
             };
             if users.entries.insert(user, entry).is_some() {
                 return Err(line_error(format!("user {user} is listed twice")));
@@ -156,13 +181,39 @@ impl Users {
         constant_time_eq(&hash(&entry.salt, key.as_bytes()), &entry.hash).then_some(entry.role)
     }
 
+    /// The user and role of a FIX session: their SenderCompID, ours.
+    pub fn fix_session(&self, sender: &str, target: &str) -> Option<(UserId, Role)> {
+        self.fix.get(&(sender.to_string(), target.to_string())).copied()
+    }
+
     pub fn len(&self) -> usize {
-        self.entries.len()
+        self.entries.len() + self.fix.len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.entries.is_empty()
     }
+}
+
+/// Adds a FIX session to the users file at `path` (created if need be):
+/// a Logon from `sender` to `target` is `user` in `role`.
+pub fn add_fix_session(path: &Path, sender: &str, target: &str, user: UserId, role: Role) -> Result<(), UsersError> {
+    if user > VALUE_MAX {
+        return Err(UsersError::UserOutOfRange(user));
+    }
+    let valid = |id: &str| !id.is_empty() && id.bytes().all(|b| b.is_ascii_graphic() && b != b'#');
+    if !valid(sender) || !valid(target) {
+        let reason = "CompIDs are printable ASCII without spaces or #".to_string();
+        return Err(UsersError::Line { path: path.display().to_string(), line: 0, reason });
+    }
+    if path.exists() && Users::load(path)?.fix_session(sender, target).is_some() {
+        let reason = format!("the FIX session {sender} → {target} is already there");
+        return Err(UsersError::Line { path: path.display().to_string(), line: 0, reason });
+    }
+    let io_error = |error| UsersError::Io { path: path.display().to_string(), error };
+    let mut file = OpenOptions::new().create(true).append(true).open(path).map_err(io_error)?;
+    let line = format!("fix {sender} {target} {user} {}\n", role.as_str());
+    file.write_all(line.as_bytes()).and_then(|()| file.sync_all()).map_err(io_error)
 }
 
 /// Adds `user` with `role` to the users file at `path` (created if need
@@ -209,6 +260,16 @@ mod tests {
         std::fs::write(&path, "7 trader nothex abc\n").unwrap();
         let error = Users::load(&path).err().unwrap().to_string();
         assert!(error.contains("line 1"), "{error}");
+        std::fs::remove_file(&path).unwrap();
+        // FIX sessions, beside keyed users.
+        add_user(&path, 7, Role::Trader).unwrap();
+        add_fix_session(&path, "CLIENT7", "ME", 7, Role::Trader).unwrap();
+        add_fix_session(&path, "RISK", "ME", 90, Role::DropCopy).unwrap();
+        assert!(add_fix_session(&path, "CLIENT7", "ME", 8, Role::Trader).is_err(), "a session is added once");
+        let users = Users::load(&path).unwrap();
+        assert_eq!(users.fix_session("CLIENT7", "ME"), Some((7, Role::Trader)));
+        assert_eq!(users.fix_session("RISK", "ME"), Some((90, Role::DropCopy)));
+        assert_eq!(users.fix_session("CLIENT7", "OTHER"), None);
         std::fs::remove_file(&path).unwrap();
     }
 }

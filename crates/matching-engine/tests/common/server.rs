@@ -18,6 +18,8 @@ pub struct Server {
     pub http: SocketAddr,
     /// Metrics, health and the operator console.
     pub metrics: SocketAddr,
+    /// The FIX gateway (unless `--no-fix`).
+    pub fix: Option<SocketAddr>,
     /// The feed's re-request server and snapshot service (market data on).
     pub rerequest: Option<SocketAddr>,
     pub snapshot: Option<SocketAddr>,
@@ -47,6 +49,8 @@ impl Server {
             .args(["--binary-addr", "127.0.0.1:0", "--json-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
             .args(["--feed-rerequest-addr", "127.0.0.1:0", "--feed-snapshot-addr", "127.0.0.1:0"])
             .args(["--metrics-addr", "127.0.0.1:0"])
+            // A test that needs the FIX port to stay across a restart names it.
+            .args(if extra.contains(&"--fix-addr") { &[][..] } else { &["--fix-addr", "127.0.0.1:0"][..] })
             .args(extra)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -75,6 +79,7 @@ impl Server {
             json: addr("json"),
             http: addr("http"),
             metrics: addr("metrics"),
+            fix: find("fix"),
             rerequest: find("rerequest"),
             snapshot: find("snapshot"),
             data: data.to_path_buf(),
@@ -123,6 +128,12 @@ impl Drop for Server {
             let _ = child.wait();
         }
     }
+}
+
+/// A loopback address with a port free now (for a server that must come
+/// back on the same one).
+pub fn free_addr() -> SocketAddr {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap()
 }
 
 /// Runs `users add` and returns the key.
