@@ -364,3 +364,67 @@ fn a_restart_of_either_side_keeps_the_sequence_numbers() {
     drop(fix);
     assert!(server.stop().success());
 }
+
+/// A line of the conversation with what varies from run to run (SendingTime,
+/// OrigSendingTime, CheckSum, TransactTime) masked.
+fn normalized(line: &Line) -> String {
+    let fields: Vec<String> = line
+        .fields
+        .iter()
+        .map(|(tag, value)| match tag {
+            10 | 52 | 60 | 122 => format!("{tag}=*"),
+            _ => format!("{tag}={value}"),
+        })
+        .collect();
+    fields.join("|")
+}
+
+/// One conversation, from the Logon to the Logout, recorded: what QuickFIX
+/// sent (its application messages as the test gave them, its session
+/// messages as it wrote them) and everything the server answered. It must
+/// stay what `tests/fixtures/fix_conversation.txt` holds (`FIX_GOLDEN=write`
+/// rewrites the file after a deliberate change).
+#[test]
+fn a_recorded_conversation_matches_the_golden_file() {
+    let dir = scratch("fix-golden");
+    let server = Server::start(&dir.join("data"), &[]);
+    let mut fix = FixShell::spawn(&dir.join("qf"), server.fix.unwrap(), "U8", "ME", 30, false);
+    let mut transcript = Vec::new();
+    fix.logon();
+    let script: [(&str, &[(u32, &str)], usize); 7] = [
+        ("D", &[(11, "o1"), (55, "GLD"), (54, "1"), (38, "10"), (40, "2"), (44, "100"), (59, "1")], 1),
+        ("D", &[(11, "o2"), (55, "GLD"), (54, "2"), (38, "4"), (40, "2"), (44, "100"), (59, "3")], 3),
+        ("G", &[(11, "o3"), (41, "o1"), (55, "GLD"), (54, "1"), (38, "12"), (44, "99")], 1),
+        ("H", &[(11, "o3"), (55, "GLD"), (54, "1")], 1),
+        ("F", &[(11, "o4"), (41, "o3"), (55, "GLD"), (54, "1")], 1),
+        ("F", &[(11, "o5"), (41, "o3"), (55, "GLD"), (54, "1")], 1),
+        ("R", &[(131, "q1"), (55, "GLD")], 1),
+    ];
+    for (msg_type, fields, answers) in script {
+        let body: Vec<String> = fields.iter().map(|(t, v)| format!("{t}={v}")).collect();
+        transcript.push(format!("> 35={msg_type}|{}", body.join("|")));
+        fix.send(msg_type, fields);
+        for _ in 0..answers {
+            let line = fix.expect(|l| l.kind == "app", WAIT);
+            transcript.push(format!("< {}", normalized(&line)));
+        }
+    }
+    fix.cmd("stop");
+    fix.expect(|l| l.kind == "logout", WAIT);
+    // The session messages, in the order they went, both ways.
+    let session: Vec<String> = fix
+        .seen()
+        .iter()
+        .filter(|l| matches!(l.kind.as_str(), "admin" | "toadmin"))
+        .map(|l| format!("{} {}", if l.kind == "admin" { "<" } else { ">" }, normalized(l)))
+        .collect();
+    let recorded = format!("# application\n{}\n# session\n{}\n", transcript.join("\n"), session.join("\n"));
+    let golden = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/fixtures/fix_conversation.txt");
+    if std::env::var("FIX_GOLDEN").as_deref() == Ok("write") {
+        std::fs::write(golden, &recorded).unwrap();
+    }
+    let want = std::fs::read_to_string(golden).expect("the golden file (FIX_GOLDEN=write makes it)");
+    assert_eq!(recorded, want, "the conversation differs from {golden}");
+    drop(fix);
+    assert!(server.stop().success());
+}

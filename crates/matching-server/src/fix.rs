@@ -61,8 +61,10 @@ pub struct FixConfig {
 /// What the transport knows of an order, to report on it.
 struct FixOrder {
     user: UserId,
-    /// The ClOrdID it answers to now, and the one before (after a replace).
+    /// The ClOrdID it answers to now.
     clordid: String,
+    /// The ClOrdIDs it had before, replace by replace (it still answers to them).
+    former: Vec<String>,
     symbol: Symbol,
     side: Side,
     order_type: OrderType,
@@ -120,6 +122,8 @@ pub(crate) struct Fix {
     orders: FxHashMap<OrderId, FixOrder>,
     /// Every ClOrdID an order has had → the order's engine cid.
     engine_cid: HashMap<String, Cid>,
+    /// An order's engine cid → the order.
+    order_of: HashMap<Cid, OrderId>,
     pending_new: HashMap<Cid, NewPending>,
     pending_change: HashMap<Cid, ChangePending>,
     /// Mass cancels sent: ClOrdID and MassCancelRequestType, in order.
@@ -143,6 +147,7 @@ impl Fix {
             ending: false,
             orders: FxHashMap::default(),
             engine_cid: HashMap::new(),
+            order_of: HashMap::new(),
             pending_new: HashMap::new(),
             pending_change: HashMap::new(),
             pending_mass: VecDeque::new(),
@@ -386,16 +391,23 @@ impl Fix {
     }
 
     fn order_by_cid(&self, cid: &Cid) -> Option<&FixOrder> {
-        self.orders.values().find(|o| self.engine_cid.get(&o.clordid) == Some(cid))
+        self.orders.get(self.order_of.get(cid)?)
+    }
+
+    /// The order is known: by its id, and by its cid if it has one.
+    fn know(&mut self, order_id: OrderId, cid: Option<Cid>, order: FixOrder) {
+        if let Some(cid) = cid {
+            self.engine_cid.insert(order.clordid.clone(), cid);
+            self.order_of.insert(cid, order_id);
+        }
+        self.orders.entry(order_id).or_insert(order);
     }
 
     /// OrderStatusRequest: an ExecutionReport (ExecType I) of what is known now.
     fn order_status(&mut self, message: &Message) {
         let clordid = message.get(11).unwrap_or_default().to_string();
         let cid = self.engine_cid.get(&clordid).copied().or_else(|| Cid::new(&clordid));
-        let found = cid.and_then(|cid| {
-            self.orders.iter().find(|(_, o)| self.engine_cid.get(&o.clordid) == Some(&cid)).map(|(id, _)| *id)
-        });
+        let found = cid.and_then(|cid| self.order_of.get(&cid).copied());
         match found {
             Some(order_id) => self.report(order_id, 'I', None, None, None),
             None => {
@@ -521,12 +533,10 @@ impl Fix {
                     (None, Some(cid)) => cid.as_str().to_string(),
                     (None, None) => order_id.to_string(),
                 };
-                if let Some(cid) = cid {
-                    self.engine_cid.insert(clordid.clone(), cid);
-                }
                 let order = FixOrder {
                     user,
                     clordid,
+                    former: Vec::new(),
                     symbol,
                     side,
                     order_type,
@@ -537,7 +547,7 @@ impl Fix {
                     notional: 0,
                     leaves: qty,
                 };
-                self.orders.insert(order_id, order);
+                self.know(order_id, cid, order);
                 self.report(order_id, '0', None, None, None);
             }
             ClientEvent::Rejected { reason, order_id, cid } => {
@@ -561,19 +571,25 @@ impl Fix {
                 }
             }
             ClientEvent::Fill { symbol, trade_id, price, qty, order_id, side, remaining, cid, .. } => {
-                let order = self.orders.entry(order_id).or_insert_with(|| FixOrder {
-                    user: 0,
-                    clordid: cid.map_or_else(|| order_id.to_string(), |c| c.as_str().to_string()),
-                    symbol,
-                    side,
-                    order_type: OrderType::Limit,
-                    tif: Tif::Gtc,
-                    price: Some(price),
-                    order_qty: qty + remaining,
-                    cum_qty: 0,
-                    notional: 0,
-                    leaves: qty + remaining,
-                });
+                if !self.orders.contains_key(&order_id) {
+                    // First heard of here (entered through another door).
+                    let order = FixOrder {
+                        user: 0,
+                        clordid: cid.map_or_else(|| order_id.to_string(), |c| c.as_str().to_string()),
+                        former: Vec::new(),
+                        symbol,
+                        side,
+                        order_type: OrderType::Limit,
+                        tif: Tif::Gtc,
+                        price: Some(price),
+                        order_qty: qty + remaining,
+                        cum_qty: 0,
+                        notional: 0,
+                        leaves: qty + remaining,
+                    };
+                    self.know(order_id, cid, order);
+                }
+                let Some(order) = self.orders.get_mut(&order_id) else { return };
                 order.cum_qty += qty;
                 order.notional += u128::from(price) * u128::from(qty);
                 order.leaves = remaining;
@@ -605,7 +621,8 @@ impl Fix {
                     order.leaves = qty;
                     order.order_qty = order.cum_qty + qty;
                     if let (Some(change), Some(cid)) = (&change, cid) {
-                        order.clordid = change.clordid.clone();
+                        let former = std::mem::replace(&mut order.clordid, change.clordid.clone());
+                        order.former.push(former);
                         self.engine_cid.insert(change.clordid.clone(), cid);
                     }
                 }
@@ -637,10 +654,11 @@ impl Fix {
 
     /// The order is gone: forget it and the ClOrdIDs that named it.
     fn forget(&mut self, order_id: OrderId) {
-        if let Some(order) = self.orders.remove(&order_id)
-            && let Some(cid) = self.engine_cid.remove(&order.clordid)
-        {
-            self.engine_cid.retain(|_, c| *c != cid);
+        let Some(order) = self.orders.remove(&order_id) else { return };
+        for clordid in order.former.iter().chain([&order.clordid]) {
+            if let Some(cid) = self.engine_cid.remove(clordid) {
+                self.order_of.remove(&cid);
+            }
         }
     }
 
@@ -668,12 +686,10 @@ impl Fix {
         let user = self.identity.map_or(0, |(user, _)| user);
         for info in orders {
             let clordid = info.cid.map_or_else(|| info.order_id.to_string(), |c| c.as_str().to_string());
-            if let Some(cid) = info.cid {
-                self.engine_cid.insert(clordid.clone(), cid);
-            }
-            self.orders.entry(info.order_id).or_insert(FixOrder {
+            let order = FixOrder {
                 user,
                 clordid,
+                former: Vec::new(),
                 symbol: info.symbol,
                 side: info.side,
                 order_type: OrderType::Limit,
@@ -683,7 +699,8 @@ impl Fix {
                 cum_qty: 0,
                 notional: 0,
                 leaves: info.qty,
-            });
+            };
+            self.know(info.order_id, info.cid, order);
         }
     }
 }
