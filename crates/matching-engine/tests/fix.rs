@@ -379,6 +379,10 @@ fn normalized(line: &Line) -> String {
     fields.join("|")
 }
 
+/// A message of the recorded conversation: its type, its fields, how many
+/// application messages answer it.
+type Step<'a> = (&'a str, &'a [(u32, &'a str)], usize);
+
 /// One conversation, from the Logon to the Logout, recorded: what QuickFIX
 /// sent (its application messages as the test gave them, its session
 /// messages as it wrote them) and everything the server answered. It must
@@ -391,7 +395,8 @@ fn a_recorded_conversation_matches_the_golden_file() {
     let mut fix = FixShell::spawn(&dir.join("qf"), server.fix.unwrap(), "U8", "ME", 30, false);
     let mut transcript = Vec::new();
     fix.logon();
-    let script: [(&str, &[(u32, &str)], usize); 7] = [
+    // Each message QuickFIX sends, and how many answers it gets.
+    let script: [Step; 7] = [
         ("D", &[(11, "o1"), (55, "GLD"), (54, "1"), (38, "10"), (40, "2"), (44, "100"), (59, "1")], 1),
         ("D", &[(11, "o2"), (55, "GLD"), (54, "2"), (38, "4"), (40, "2"), (44, "100"), (59, "3")], 3),
         ("G", &[(11, "o3"), (41, "o1"), (55, "GLD"), (54, "1"), (38, "12"), (44, "99")], 1),
