@@ -433,3 +433,19 @@ fn a_recorded_conversation_matches_the_golden_file() {
     drop(fix);
     assert!(server.stop().success());
 }
+
+#[test]
+fn a_session_is_one_connection_at_a_time() {
+    let dir = scratch("fix-twice");
+    let server = Server::start(&dir.join("data"), &[]);
+    let mut fix = shell(&dir, &server, "U6");
+    fix.logon();
+    // A second Logon of the same session, on another connection: closed, unanswered.
+    let logon = frame("A", "U6", 1, "98=0|108=30|141=Y", |_| {});
+    assert!(raw_connection(&mut fix, &logon).is_empty());
+    // The first goes on.
+    fix.send("D", &limit("t1", "1", "1", "10"));
+    report(&mut fix, &[(11, "t1"), (150, "0")]);
+    drop(fix);
+    assert!(server.stop().success());
+}

@@ -107,8 +107,15 @@ struct ChangePending {
     replace: Option<(Qty, Option<Price>)>,
 }
 
+/// The FIX sessions logged on now (`sender → target`): a session is one
+/// connection at a time, so its store has one writer.
+pub(crate) type Active = Arc<std::sync::Mutex<std::collections::HashSet<String>>>;
+
 pub(crate) struct Fix {
     io: Connection,
+    active: Active,
+    /// This connection's entry in `active`, once its Logon took it.
+    holds: Option<String>,
     frame_max: usize,
     config: Arc<FixConfig>,
     context: Arc<Context>,
@@ -134,9 +141,17 @@ pub(crate) struct Fix {
 }
 
 impl Fix {
-    pub(crate) fn new(stream: TcpStream, frame_max: usize, config: Arc<FixConfig>, context: Arc<Context>) -> Fix {
+    pub(crate) fn new(
+        stream: TcpStream,
+        frame_max: usize,
+        config: Arc<FixConfig>,
+        active: Active,
+        context: Arc<Context>,
+    ) -> Fix {
         Fix {
             io: Connection::new(stream, 64 * 1024),
+            active,
+            holds: None,
             frame_max: frame_max.max(4096),
             config,
             context,
@@ -185,10 +200,12 @@ impl Fix {
                     return true;
                 }
             };
-            let frame = io.input[io.start..io.start + len].to_vec();
-            io.start += len;
+            let (start, input) = (io.start, std::mem::take(&mut io.input));
+            self.io.start += len;
             any = true;
-            self.on_frame(&frame);
+            // The frame is read in place (the input is lent out meanwhile).
+            self.on_frame(&input[start..start + len]);
+            self.io.input = input;
             if self.ending {
                 return true;
             }
@@ -238,6 +255,13 @@ impl Fix {
             self.ending = true;
             return;
         };
+        let key = format!("{sender} → {target}");
+        if !self.active.lock().unwrap_or_else(|p| p.into_inner()).insert(key.clone()) {
+            tracing::info!(sender, target, "fix: a second Logon of a session already logged on; closing");
+            self.ending = true;
+            return;
+        }
+        self.holds = Some(key);
         let store = match FileStore::open(&self.config.store_dir, target, sender, self.config.store_capacity) {
             Ok(store) => store,
             Err(error) => {
@@ -876,6 +900,16 @@ impl Transport for Fix {
         match ended {
             Some(reason) => Err(reason),
             None => Ok(()),
+        }
+    }
+}
+
+impl Drop for Fix {
+    fn drop(&mut self) {
+        // The store is closed (flushed) before another connection may open it.
+        drop(self.session.take());
+        if let Some(key) = self.holds.take() {
+            self.active.lock().unwrap_or_else(|p| p.into_inner()).remove(&key);
         }
     }
 }

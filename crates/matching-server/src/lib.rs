@@ -371,7 +371,7 @@ fn serve(
         tokio::spawn(accept(json, Arc::clone(&context), Arc::clone(&connections), Door::Json));
         if let (Some(listener), Some(fix)) = (fix_listener, &config.fix) {
             let listener = TcpListener::from_std(listener).map_err(ServeError::Io)?;
-            let door = Door::Fix(Arc::new(fix.clone()));
+            let door = Door::Fix(Arc::new(fix.clone()), fix::Active::default());
             tokio::spawn(accept(listener, Arc::clone(&context), Arc::clone(&connections), door));
         }
         if let (Some(listener), Some(md)) = (snapshot_listener, &context.md) {
@@ -515,7 +515,8 @@ impl<'a> Annex<'a> {
 enum Door {
     Binary,
     Json,
-    Fix(Arc<FixConfig>),
+    /// The FIX gateway, and which of its sessions are logged on.
+    Fix(Arc<FixConfig>, fix::Active),
 }
 
 /// Accepts connections until shutdown; each gets a session task.
@@ -546,8 +547,8 @@ async fn accept(listener: TcpListener, context: Arc<Context>, connections: Arc<S
         let door = door.clone();
         tokio::spawn(async move {
             match door {
-                Door::Fix(config) => {
-                    let fix = fix::Fix::new(stream, frame_max, config, Arc::clone(&context));
+                Door::Fix(config, active) => {
+                    let fix = fix::Fix::new(stream, frame_max, config, active, Arc::clone(&context));
                     session::run(fix, context, peer.ip()).await
                 }
                 Door::Binary => session::run(binary_tcp::Binary::new(stream, frame_max), context, peer.ip()).await,
