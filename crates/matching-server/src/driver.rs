@@ -224,6 +224,9 @@ struct Pending {
     answered: bool,
     /// When the driver took it (its answer's latency counts from here).
     taken: Instant,
+    /// The cid a cancel or modify named its order by (echoed in its
+    /// rejection, even once the order is gone).
+    named: Option<Cid>,
     /// An operator's command (its answer goes to the console).
     admin: bool,
 }
@@ -767,6 +770,7 @@ impl Driver {
             answered: false,
             taken: self.routes.now,
             admin: true,
+            named: None,
         });
         self.routes.admin.push_back(AdminWaiter { seq, reply, what: request });
         self.batch.push(action);
@@ -879,6 +883,11 @@ impl Routes {
         self.stats.commands[state.protocol as usize][kind as usize].add(1);
         // A trader acts as itself, whatever `user` it wrote.
         let as_user = |user: UserId| if role == Role::Operator { user } else { me };
+        // The cid a cancel or modify names its order by.
+        let named = match &request {
+            Request::CancelCid { cid, .. } | Request::ModifyCid { cid, .. } => Some(*cid),
+            _ => None,
+        };
         let (action, cid) = match request {
             Request::Ping | Request::Orders => {
                 self.queries.push_back((seq, session, request));
@@ -967,6 +976,7 @@ impl Routes {
             answered: false,
             taken,
             admin: false,
+            named,
         });
         Some((action, new_cid.map(|(_, cid)| cid)))
     }
@@ -1076,6 +1086,7 @@ impl Routes {
         }
         let new_cid = new_order.map(|(_, cid)| cid);
         let owner = self.pending.front().filter(|p| p.seq == seq).map(|p| p.user);
+        let named = self.pending.front().filter(|p| p.seq == seq).and_then(|p| p.named);
         let answer = |routes: &mut Routes, event: ClientEvent| {
             if let Some(user) = owner {
                 routes.history.push(seq, (user, event));
@@ -1096,7 +1107,7 @@ impl Routes {
                 self.stats.rejected[reason as usize].add(1);
                 // A refused new order frees its cid.
                 let cid = match (order_id, new_order) {
-                    (Some(id), _) => self.orders.get(&id).and_then(|o| o.cid),
+                    (Some(id), _) => self.orders.get(&id).and_then(|o| o.cid).or(named),
                     (None, Some(key)) => {
                         if self.cids.get(&key) == Some(&seq) {
                             self.cids.remove(&key);
@@ -1246,6 +1257,7 @@ impl Routes {
                     answered: false,
                     taken: self.now,
                     admin: false,
+                    named: None,
                 });
                 batch.push(Action::MassCancel { user: state.user, symbol: None, side: None });
                 batch_cids.push(None);
