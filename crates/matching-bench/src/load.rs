@@ -45,12 +45,14 @@ pub enum Wire {
     Binary,
     Json,
     Websocket,
+    /// FIX 4.4 (`matching_client::fix_wire`): user `u` logs on as `U<u>`.
+    Fix,
 }
 
 #[derive(clap::Args)]
 pub struct Args {
     /// The server's address for the chosen wire (default: 127.0.0.1:7700,
-    /// :7701 or :8080 for binary, JSON, WebSocket).
+    /// :7701, :8080 or :7703 for binary, JSON, WebSocket, FIX).
     #[arg(long)]
     addr: Option<String>,
     #[arg(long, value_enum, default_value_t = Wire::Binary)]
@@ -142,6 +144,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
             Wire::Binary => "127.0.0.1:7700",
             Wire::Json => "127.0.0.1:7701",
             Wire::Websocket => "127.0.0.1:8080",
+            Wire::Fix => "127.0.0.1:7703",
         }
         .to_string()
     });
@@ -149,6 +152,7 @@ pub fn run(args: Args) -> anyhow::Result<()> {
         Wire::Binary => Encoding::Binary,
         Wire::Json => Encoding::Json,
         Wire::Websocket => Encoding::WebSocket,
+        Wire::Fix => Encoding::Fix,
     };
     let flow = generate_multi(args.symbols, args.commands, args.seed);
     let conns = args.connections as u64;

@@ -20,7 +20,9 @@
 //! back in the order the server sends them (each event carries its engine
 //! `seq`). [`Client::split`] gives a sending half and a receiving half for
 //! two tasks. The binary encoding is the default (and faster); JSON is the
-//! same session, one object per line.
+//! same session, one object per line. [`Encoding::Fix`] speaks FIX 4.4 to
+//! the FIX gateway with the same requests and replies ([`fix_wire`] says
+//! how they are translated, and what FIX cannot say).
 //!
 //! [`feed::FeedClient`] is the other side of the house: it keeps the book of
 //! every symbol from the public market-data feed (MoldUDP64 over UDP, with
@@ -30,6 +32,7 @@
 
 pub mod admin;
 pub mod feed;
+pub mod fix_wire;
 
 pub mod public;
 
@@ -54,11 +57,13 @@ type Ws = WebSocketStream<MaybeTlsStream<TcpStream>>;
 enum WriteWire {
     Tcp(OwnedWriteHalf),
     Ws(SplitSink<Ws, Message>),
+    Fix(fix_wire::FixSender),
 }
 
 enum ReadWire {
     Tcp(OwnedReadHalf),
     Ws(SplitStream<Ws>),
+    Fix(fix_wire::FixReceiver),
 }
 
 /// How requests and replies are written on the wire.
@@ -71,6 +76,9 @@ pub enum Encoding {
     Json,
     /// One JSON object per WebSocket text message, at `/ws` on the HTTP port.
     WebSocket,
+    /// FIX 4.4 on the FIX port, translated to and from the same requests
+    /// and replies (see [`fix_wire`]; events carry `seq` 0).
+    Fix,
 }
 
 /// A login with no options.
@@ -119,7 +127,11 @@ impl Client {
                 let (write, read) = ws.split();
                 (ReadWire::Ws(read), WriteWire::Ws(write))
             }
-            _ => {
+            Encoding::Fix => {
+                let (read, write) = fix_wire::halves(stream)?;
+                (ReadWire::Fix(read), WriteWire::Fix(write))
+            }
+            Encoding::Binary | Encoding::Json => {
                 let (read, write) = stream.into_split();
                 (ReadWire::Tcp(read), WriteWire::Tcp(write))
             }
@@ -192,6 +204,7 @@ impl Client {
         match &self.sender.stream {
             WriteWire::Tcp(stream) => stream.local_addr(),
             WriteWire::Ws(_) => Err(io::Error::other("a WebSocket client does not expose its address")),
+            WriteWire::Fix(fix) => Ok(fix.local_addr()),
         }
     }
 }
@@ -227,11 +240,16 @@ impl Sender {
                 }
                 sink.flush().await.map_err(io::Error::other)
             }
+            WriteWire::Fix(fix) => fix.send_batch(requests).await,
         }
     }
 
-    /// Tells the server the client is alive (binary; JSON has no heartbeat).
+    /// Tells the server the client is alive (binary; FIX once half its
+    /// heartbeat interval has passed in silence; JSON has no heartbeat).
     pub async fn heartbeat(&mut self) -> io::Result<()> {
+        if let WriteWire::Fix(fix) = &mut self.stream {
+            return fix.heartbeat().await;
+        }
         if let (Encoding::Binary, WriteWire::Tcp(stream)) = (self.encoding, &mut self.stream) {
             self.buffer.clear();
             binary::encode_client(&ClientMessage::Heartbeat, &mut self.buffer);
@@ -249,6 +267,7 @@ impl Sender {
                 .send(Message::Text(String::from_utf8_lossy(bytes).into_owned().into()))
                 .await
                 .map_err(io::Error::other),
+            WriteWire::Fix(fix) => fix.send_raw(bytes).await,
         }
     }
 }
@@ -256,6 +275,9 @@ impl Sender {
 impl Receiver {
     /// The next reply (heartbeats skipped); `None` once the server closed.
     pub async fn next(&mut self) -> io::Result<Option<Reply>> {
+        if let ReadWire::Fix(fix) = &mut self.stream {
+            return fix.next().await;
+        }
         loop {
             if let Some(reply) = self.parse()? {
                 return Ok(Some(reply));
@@ -284,6 +306,7 @@ impl Receiver {
                         Some(Err(error)) => return Err(io::Error::other(error)),
                     }
                 },
+                ReadWire::Fix(_) => return Ok(None),
             }
         }
     }
@@ -301,6 +324,8 @@ impl Receiver {
                         .ok_or_else(|| invalid(format!("not a reply: {}", String::from_utf8_lossy(line))))?;
                     return Ok(Some(reply));
                 }
+                // Read and translated by `fix_wire` (see `Receiver::next`).
+                Encoding::Fix => return Ok(None),
                 Encoding::Binary => {
                     let len =
                         binary::frame_len(buffer, binary::SERVER_PACKET_LEN_MAX).map_err(|e| invalid(e.to_string()))?;
