@@ -132,7 +132,9 @@ pub(crate) struct Fix {
     /// An order's engine cid → the order.
     order_of: HashMap<Cid, OrderId>,
     pending_new: HashMap<Cid, NewPending>,
-    pending_change: HashMap<Cid, ChangePending>,
+    /// Cancels and replaces sent and not yet answered, per order (by its
+    /// cid), in the order they were sent: the engine answers them in that order.
+    pending_change: HashMap<Cid, VecDeque<ChangePending>>,
     /// Mass cancels sent: ClOrdID and MassCancelRequestType, in order.
     pending_mass: VecDeque<(String, String)>,
     /// Reports sent this run (the ExecID's tail).
@@ -385,7 +387,7 @@ impl Fix {
             None => Cid::new(orig).ok_or(("OrigClOrdID (41) names no order", 5))?,
         };
         let pending = ChangePending { clordid: clordid.to_string(), orig_clordid: orig.to_string(), replace };
-        self.pending_change.insert(cid, pending);
+        self.pending_change.entry(cid).or_default().push_back(pending);
         Ok(match replace {
             None => Request::CancelCid { user, cid },
             Some((total, price)) => {
@@ -412,6 +414,16 @@ impl Fix {
         };
         self.pending_mass.push_back((clordid, kind));
         Ok(Request::Command { action: Action::MassCancel { user, symbol, side }, cid: None })
+    }
+
+    /// The oldest change pending on the order `cid` names.
+    fn take_change(&mut self, cid: Cid) -> Option<ChangePending> {
+        let queue = self.pending_change.get_mut(&cid)?;
+        let change = queue.pop_front();
+        if queue.is_empty() {
+            self.pending_change.remove(&cid);
+        }
+        change
     }
 
     fn order_by_cid(&self, cid: &Cid) -> Option<&FixOrder> {
@@ -582,7 +594,7 @@ impl Fix {
                         self.rejected_new(pending, ord_rej_reason(reason), text);
                     }
                     (Some(id), Some(cid)) if self.pending_change.contains_key(&cid) => {
-                        let change = self.pending_change.remove(&cid).expect("Invariant: just looked up");
+                        let change = self.take_change(cid).expect("Invariant: a pending change is there");
                         let code = if reason == RejectReason::UnknownOrder { 1 } else { 99 };
                         self.cancel_rejected(change, Some(id), code, text);
                     }
@@ -624,7 +636,9 @@ impl Fix {
                 }
             }
             ClientEvent::Cancelled { order_id, reason, remaining, cid } => {
-                let change = cid.and_then(|cid| self.pending_change.remove(&cid));
+                // Only a cancel answers a pending cancel (an expiry, a self-trade
+                // or a mass cancel does not; the cancel is then refused, later).
+                let change = cid.filter(|_| reason == CancelReason::User).and_then(|cid| self.take_change(cid));
                 if let Some(order) = self.orders.get_mut(&order_id) {
                     order.leaves = remaining;
                 }
@@ -639,7 +653,7 @@ impl Fix {
                 self.forget(order_id);
             }
             ClientEvent::Modified { order_id, price, qty, cid } => {
-                let change = cid.and_then(|cid| self.pending_change.remove(&cid));
+                let change = cid.and_then(|cid| self.take_change(cid));
                 if let Some(order) = self.orders.get_mut(&order_id) {
                     order.price = Some(price);
                     order.leaves = qty;
@@ -690,7 +704,7 @@ impl Fix {
     fn refused(&mut self, reason: GatewayReason, order_id: Option<OrderId>, cid: Option<Cid>) {
         let text = reason.as_str();
         if let Some(cid) = cid {
-            if let Some(change) = self.pending_change.remove(&cid) {
+            if let Some(change) = self.take_change(cid) {
                 let code = if reason == GatewayReason::UnknownCid { 1 } else { 99 };
                 return self.cancel_rejected(change, order_id, code, text);
             }
