@@ -50,22 +50,18 @@
 //!
 //! **One change per order in flight.** A cancel or replace of an order
 //! that already has one unanswered is held back and sent when that one is
-//! answered (many FIX venues refuse a second anyway; this gateway keeps one
-//! pending change per order, and a second would take the first's place and
-//! lose its answer). So a held change can go out after requests the caller
-//! sent later; its latency counts the wait.
+//! answered (as many FIX venues require). So a held change can go out
+//! after requests the caller sent later; its latency counts the wait.
 //!
-//! **A change the gateway cannot answer.** If the order leaves the book
-//! otherwise (self-trade prevention, a mass cancel, an IOC expiry) while a
-//! change of ours is pending, the gateway puts the change's ClOrdIDs
-//! (11, 41) on that Canceled/Expired report and then has nothing to answer
-//! the change with: its rejection never comes, or comes as a
-//! BusinessMessageReject `unknown_cid` naming nothing. This client then
-//! answers the change itself, right after the report: `Rejected`
-//! `unknown_order` with the order id and cid; and it skips those
-//! BusinessMessageRejects (`unknown_cid` without 379), which only such a
-//! change gets. (Both are the gateway's to fix; until then a load run
-//! would wait forever for those answers.)
+//! **A change answered by nothing.** Should a gateway put a pending
+//! change's ClOrdIDs (11, 41) on the Canceled/Expired report of an order
+//! that left the book otherwise (self-trade prevention, a mass cancel, an
+//! IOC expiry), and so never answer the change (an early build of this
+//! server's gateway did; it now answers with an OrderCancelReject), this
+//! client answers the change itself right after that report: `Rejected`
+//! `unknown_order` with the order id and cid; and it skips
+//! BusinessMessageRejects `unknown_cid` without 379, which only such a
+//! change got. Without it a load run would wait forever.
 //!
 //! A replace's OrderQty (38) counts what was filled (FIX); the engine's
 //! `modify` takes the new open quantity. So 38 = the requested open
