@@ -103,6 +103,11 @@ pub enum Action {
     Disconnect(String),
 }
 
+/// The header of a message we send under `config`.
+fn header(config: &SessionConfig, seq: u64, now: SystemTime, poss_dup: Option<SystemTime>) -> Header<'_> {
+    Header { sender: &config.our_comp_id, target: &config.their_comp_id, seq, sending_time: now, poss_dup }
+}
+
 /// Where a session is in its life.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 enum State {
@@ -252,13 +257,7 @@ impl<S: Store> Session<S> {
     ) -> io::Result<u64> {
         debug_assert!(!is_admin(msg_type), "{msg_type} is a session message");
         let seq = self.store.next_sender_seq();
-        let header = Header {
-            sender: &self.config.our_comp_id,
-            target: &self.config.their_comp_id,
-            seq,
-            sending_time: now,
-            poss_dup: None,
-        };
+        let header = header(&self.config, seq, now, None);
         let written = self.state == State::Active;
         let start = if written { self.out.len() } else { 0 };
         let buf = if written { &mut self.out } else { &mut self.scratch };
@@ -650,13 +649,7 @@ impl<S: Store> Session<S> {
             if gap_from < *kept_seq {
                 self.write_gap_fill(gap_from, *kept_seq, now);
             }
-            let header = Header {
-                sender: &self.config.our_comp_id,
-                target: &self.config.their_comp_id,
-                seq: *kept_seq,
-                sending_time: now,
-                poss_dup: Some(orig),
-            };
+            let header = header(&self.config, *kept_seq, now, Some(orig));
             encode(&mut self.out, msg_type, &header, body);
             gap_from = kept_seq + 1;
         }
@@ -678,13 +671,7 @@ impl<S: Store> Session<S> {
             return;
         }
         let seq = self.store.next_sender_seq();
-        let header = Header {
-            sender: &self.config.our_comp_id,
-            target: &self.config.their_comp_id,
-            seq,
-            sending_time: now,
-            poss_dup: None,
-        };
+        let header = header(&self.config, seq, now, None);
         let start = self.out.len();
         encode(&mut self.out, msg_type, &header, self.body.as_bytes());
         if let Err(e) = self.store.sent(seq, false, &self.out[start..]) {
@@ -701,13 +688,7 @@ impl<S: Store> Session<S> {
         debug_assert!(from < to, "Invariant: a gap fill covers at least one MsgSeqNum");
         self.body.clear();
         self.body.field_str(123, "Y").field_u64(36, to);
-        let header = Header {
-            sender: &self.config.our_comp_id,
-            target: &self.config.their_comp_id,
-            seq: from,
-            sending_time: now,
-            poss_dup: Some(now),
-        };
+        let header = header(&self.config, from, now, Some(now));
         encode(&mut self.out, "4", &header, self.body.as_bytes());
     }
 
