@@ -37,9 +37,14 @@ pub struct Args {
     /// Newline-delimited JSON over TCP. Default: 127.0.0.1:7701.
     #[arg(long)]
     json_addr: Option<SocketAddr>,
-    /// HTTP: the WebSocket JSON API at /ws. Default: 127.0.0.1:8080.
+    /// HTTP: the web page at /, REST at /api/, the WebSocket JSON API at
+    /// /ws. Default: 127.0.0.1:8080.
     #[arg(long)]
     http_addr: Option<SocketAddr>,
+    /// Serve the web page from this directory (its index.html, app.js,
+    /// style.css) instead of the copy built in: for working on the page.
+    #[arg(long)]
+    web_dir: Option<PathBuf>,
     /// Who may log in (see `users add`). Without it the server runs in an
     /// open development mode, on loopback addresses only.
     #[arg(long)]
@@ -145,6 +150,7 @@ impl Args {
             .set("network.http_addr", "--http-addr", self.http_addr)
             .set("network.metrics_addr", "--metrics-addr", self.metrics_addr)
             .set("network.io_threads", "--io-threads", self.io_threads)
+            .set("network.web_dir", "--web-dir", self.web_dir.as_ref())
             .set("journal.fsync", "--fsync", self.fsync.map(value_name))
             .set("journal.snapshot_interval_s", "--snapshot-interval-s", self.snapshot_interval_s)
             .set("engine.shards", "--shards", layout.shards)
@@ -252,6 +258,7 @@ fn serve(file: ServeFile) -> anyhow::Result<()> {
         auth,
         limits: file.limits.limits(),
         io_threads: file.network.io_threads,
+        web_dir: file.network.web_dir.clone(),
         market_data: file.market_data.config(),
         metrics_addr: file.network.metrics_addr,
         snapshot_interval: file.journal.snapshot_interval(),

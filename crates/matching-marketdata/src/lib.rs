@@ -9,6 +9,8 @@
 //!   JSON `level` updates a subscriber of the best N levels hears.
 //! - [`LevelBook`] is a JSON `book` subscriber's book, checked as it goes.
 //! - [`FeedWindow`] keeps the last messages sent and answers re-requests.
+//! - [`Tape`] is a symbol's trading since start: last, volume, recent
+//!   trades and candles (what the web page and `/api/` read).
 //!
 //! No I/O here: the server sends what the publisher writes, the client
 //! feeds what it receives to a [`FeedBook`].
@@ -18,11 +20,13 @@
 mod book;
 mod levels;
 mod publisher;
+mod tape;
 mod window;
 
 pub use book::{FeedBook, FeedBookError, FeedOrder, LevelChange, view_updates};
 pub use levels::{LevelBook, SyncError};
 pub use publisher::{Publisher, Sink};
+pub use tape::{CANDLES_KEPT, Candle, Interval, TRADES_KEPT, Tape, TapeTrade};
 pub use window::FeedWindow;
 
 #[cfg(test)]

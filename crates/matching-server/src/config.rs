@@ -67,6 +67,10 @@ pub struct NetworkSection {
     pub metrics_addr: SocketAddr,
     /// Tokio worker threads (the engine's threads come on top).
     pub io_threads: usize,
+    /// Serve the web page from this directory instead of the copy built
+    /// into the binary (for working on the page); absent: the built-in one.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub web_dir: Option<PathBuf>,
 }
 
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
@@ -243,6 +247,7 @@ impl Default for NetworkSection {
             http_addr: SocketAddr::from(([127, 0, 0, 1], 8080)),
             metrics_addr: METRICS_ADDR,
             io_threads: 1,
+            web_dir: None,
         }
     }
 }

@@ -27,6 +27,7 @@ use std::thread::Thread;
 
 use matching_core::{Action, Event, EventKind, OrderId, Price, Qty, Seq, Side, Symbol, Trade, TradingStatus, UserId};
 use matching_pipeline::{Engine, EventReader, Note, Output, Recent, RecoveredEvent, RecoveredEvents, Stopped};
+use matching_proto::json_session::write_reply;
 use matching_proto::session::{Cid, ClientEvent, GatewayReason, Liquidity, OrderInfo, Reply, Request};
 use tokio::sync::{Notify, mpsc, oneshot};
 
@@ -123,6 +124,8 @@ pub(crate) enum AdminRequest {
     Release(UserId),
     /// The driver's part of the status: kill switches, halted symbols, seqs.
     Status,
+    /// A user's resting orders (`GET /api/orders`; the caller is checked there).
+    Orders(UserId),
 }
 
 /// The driver's answer to the console: `Ok` JSON, or an error and its
@@ -683,6 +686,17 @@ impl Driver {
                         let status = self.routes.status_json(self.engine.next_seq(), self.reader.next_seq());
                         let _ = reply.send(Ok(status));
                     }
+                    AdminRequest::Orders(user) => {
+                        // As the session's `orders` reply writes them.
+                        let mut text = Vec::new();
+                        write_reply(&mut text, &Reply::Orders(self.routes.orders_of(user)));
+                        let mut answer: serde_json::Value = serde_json::from_slice(&text).unwrap_or_default();
+                        if let Some(object) = answer.as_object_mut() {
+                            object.remove("ev");
+                            object.insert("user".to_string(), user.into());
+                        }
+                        let _ = reply.send(Ok(answer));
+                    }
                     AdminRequest::Disconnect(session) => {
                         let answer = match self.routes.sessions.get(&session) {
                             Some(state) => {
@@ -756,7 +770,9 @@ impl Driver {
                 Action::MassCancel { user, symbol: None, side: None }
             }
             // Answered as they were taken.
-            AdminRequest::Sessions | AdminRequest::Status | AdminRequest::Disconnect(_) => return Ok(true),
+            AdminRequest::Sessions | AdminRequest::Status | AdminRequest::Disconnect(_) | AdminRequest::Orders(_) => {
+                return Ok(true);
+            }
         };
         // The batch is empty: the command's seq is the engine's next.
         let seq = self.engine.next_seq();

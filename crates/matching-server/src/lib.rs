@@ -43,6 +43,7 @@ mod fix;
 mod json_tcp;
 mod md;
 mod ops;
+mod rest;
 pub mod session;
 pub mod stats;
 mod tcp;
@@ -113,6 +114,8 @@ pub struct ServerConfig {
     pub limits: Limits,
     /// Tokio worker threads (the engine's own threads come on top).
     pub io_threads: usize,
+    /// Where the web page's files are read from; `None`: the copy built in.
+    pub web_dir: Option<std::path::PathBuf>,
     /// `None`: no market data (no feed, the public channels refused).
     pub market_data: Option<MdConfig>,
     /// Metrics (`/metrics`), health (`/health/live`, `/health/ready`) and
@@ -378,7 +381,9 @@ fn serve(
             tokio::spawn(md::serve_snapshots(listener, md.clone(), context.shutdown.clone()));
         }
         let mut http_shutdown = context.shutdown.clone();
-        let app = ws::router(Arc::clone(&context)).into_make_service_with_connect_info::<SocketAddr>();
+        let app = ws::router(Arc::clone(&context))
+            .merge(rest::router(Arc::clone(&context), config.web_dir.clone()))
+            .into_make_service_with_connect_info::<SocketAddr>();
         tokio::spawn(async move {
             let stop = async move {
                 let _ = http_shutdown.wait_for(|stop| *stop).await;

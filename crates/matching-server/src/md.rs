@@ -5,7 +5,8 @@
 //! driver ──ring──▶ md thread ── Publisher ──▶ MoldUDP64 packets ─▶ UDP feed
 //!                     │                          └▶ window ◀── re-request server (UDP)
 //!                     ├─ the book it describes ◀── snapshot service (TCP)
-//!                     └─ JSON channels ──▶ bounded queue per WebSocket
+//!                     ├─ JSON channels ──▶ bounded queue per WebSocket
+//!                     └─ tapes (last, volume, trades, candles) ◀── GET /api/...
 //! ```
 //!
 //! The thread never waits for a reader: UDP is sent and forgotten (a lost
@@ -27,7 +28,9 @@ use std::thread::{JoinHandle, Thread};
 use std::time::{Duration, Instant};
 
 use matching_core::{Event, RestingOrder, SYMBOL_LEN_MAX, Seq, Side, Symbol, TradingStatus};
-use matching_marketdata::{FeedBook, FeedWindow, LevelChange, Publisher, Sink, view_updates};
+use matching_marketdata::{
+    FeedBook, FeedWindow, Interval, LevelChange, Publisher, Sink, Tape, TapeTrade, view_updates,
+};
 use matching_proto::feed::{
     FeedMessage, HEAD_LEN, MoldWriter, PACKET_LEN_MAX, Session, decode_mold_request, decode_snapshot_request,
     encode_framed, framed_len, mold_control, pad_symbol, unpad_symbol,
@@ -128,7 +131,35 @@ pub(crate) enum MdControl {
         symbol: Option<Symbol>,
         reply: oneshot::Sender<Vec<u8>>,
     },
+    /// A read of `GET /api/...`, answered with its JSON body.
+    Query {
+        query: MdQuery,
+        reply: oneshot::Sender<String>,
+    },
     Stop,
+}
+
+/// What the REST endpoints read from the md thread (`crate::rest` serves them).
+#[derive(Clone, Copy, Debug)]
+pub(crate) enum MdQuery {
+    /// Every symbol the feed has named, with its top of book and tape.
+    Symbols,
+    /// The best `depth` levels of each side (every level if `None`).
+    Book {
+        symbol: Symbol,
+        depth: Option<usize>,
+    },
+    /// Trades after `after` (a trade id), the newest `limit`.
+    Trades {
+        symbol: Symbol,
+        after: u64,
+        limit: usize,
+    },
+    Candles {
+        symbol: Symbol,
+        interval: Interval,
+        limit: usize,
+    },
 }
 
 /// The other threads' end of the md thread.
@@ -518,6 +549,8 @@ struct Out {
     last_sent: Instant,
     scratch: Vec<u8>,
     stats: Arc<MdStats>,
+    /// By locate: each symbol's trading since start.
+    tapes: HashMap<u32, Tape>,
 }
 
 impl Out {
@@ -570,7 +603,14 @@ impl Sink for PublisherSink<'_> {
         match *message {
             // Before any other message of the symbol: its waiting subscribers hear all of them.
             FeedMessage::SymbolDirectory { locate, symbol, .. } => out.hub.named(locate, symbol),
-            FeedMessage::Trade { .. } => out.hub.print(message),
+            FeedMessage::Trade { locate, taker_side, qty, price, match_number, .. } => {
+                let time_ms = std::time::SystemTime::now()
+                    .duration_since(std::time::UNIX_EPOCH)
+                    .map_or(0, |d| d.as_millis() as u64);
+                let trade = TapeTrade { trade_id: match_number, price, qty, taker_side, time_ms };
+                out.tapes.entry(locate).or_default().trade(trade);
+                out.hub.print(message);
+            }
             _ => {}
         }
     }
@@ -658,6 +698,7 @@ pub(crate) fn start(
         last_sent: Instant::now(),
         scratch: Vec::with_capacity(64),
         stats,
+        tapes: HashMap::new(),
     };
     if continued.is_none() {
         let seq = 0;
@@ -740,6 +781,9 @@ fn run(
                     }
                     let _ = reply.send(bytes);
                 }
+                MdControl::Query { query, reply } => {
+                    let _ = reply.send(answer(query, publisher.book(), &out));
+                }
                 MdControl::Stop => stopping = true,
             }
         }
@@ -783,6 +827,67 @@ fn run(
         }
         if !worked {
             std::thread::park_timeout(heartbeat.min(Duration::from_millis(50)));
+        }
+    }
+}
+
+/// The JSON body answering `query`, from the book published so far.
+fn answer(query: MdQuery, book: &FeedBook, out: &Out) -> String {
+    use crate::rest::{CandleJson, CandlesJson, SymbolJson, SymbolsJson, TradeJson, TradesJson};
+    let md_seq = |locate: Option<u32>| locate.and_then(|l| out.hub.symbols.get(&l)).map_or(0, |s| s.md_seq);
+    let tape = |locate: Option<u32>| locate.and_then(|l| out.tapes.get(&l));
+    let json = |value: serde_json::Result<String>| value.unwrap_or_else(|_| "{}".to_string());
+    match query {
+        MdQuery::Symbols => {
+            let mut symbols: Vec<(u32, Symbol)> = book.symbols().collect();
+            symbols.sort_unstable_by_key(|(_, symbol)| *symbol);
+            let symbols: Vec<SymbolJson> = symbols
+                .into_iter()
+                .map(|(locate, symbol)| {
+                    let (bid, ask) = best(book, locate);
+                    let tape = tape(Some(locate));
+                    SymbolJson {
+                        symbol: symbol.as_str().to_string(),
+                        status: if book.halted(locate) { "halted" } else { "open" },
+                        last: tape.and_then(|t| t.last),
+                        bid,
+                        ask,
+                        volume: tape.map_or(0, |t| t.volume),
+                        trades: tape.map_or(0, |t| t.trades),
+                        md_seq: md_seq(Some(locate)),
+                    }
+                })
+                .collect();
+            json(serde_json::to_string(&SymbolsJson { symbols }))
+        }
+        MdQuery::Book { symbol, depth } => {
+            // The same message a `book` subscription starts with.
+            let locate = book.locate(&symbol);
+            let sub = Subscription { conn: 0, channel: Channel::Book, depth, stale: false };
+            let mut text = Vec::new();
+            if let Some(message) = snapshot(book, locate, symbol, md_seq(locate), &sub) {
+                write_md(&mut text, &message);
+            }
+            String::from_utf8(text).unwrap_or_default()
+        }
+        MdQuery::Trades { symbol, after, limit } => {
+            let trades: Vec<TradeJson> = tape(book.locate(&symbol))
+                .map(|t| t.trades_after(after, limit))
+                .unwrap_or_default()
+                .into_iter()
+                .map(TradeJson::from)
+                .collect();
+            json(serde_json::to_string(&TradesJson { symbol: symbol.as_str().to_string(), trades }))
+        }
+        MdQuery::Candles { symbol, interval, limit } => {
+            let candles: Vec<CandleJson> = tape(book.locate(&symbol))
+                .map(|t| t.candles(interval, limit))
+                .unwrap_or_default()
+                .into_iter()
+                .map(CandleJson::from)
+                .collect();
+            let symbol = symbol.as_str().to_string();
+            json(serde_json::to_string(&CandlesJson { symbol, interval: interval.label(), candles }))
         }
     }
 }
