@@ -1,4 +1,5 @@
 pub mod browser;
 pub mod client;
+pub mod lines;
 pub mod quickfix;
 pub mod server;
