@@ -46,7 +46,9 @@ impl Server {
             .arg("serve")
             .arg("--data")
             .arg(data)
-            .args(["--binary-addr", "127.0.0.1:0", "--json-addr", "127.0.0.1:0", "--http-addr", "127.0.0.1:0"])
+            .args(["--binary-addr", "127.0.0.1:0", "--json-addr", "127.0.0.1:0"])
+            // A test that needs the HTTP port to stay across a restart (a browser on it) names it.
+            .args(if extra.contains(&"--http-addr") { &[][..] } else { &["--http-addr", "127.0.0.1:0"][..] })
             .args(["--feed-rerequest-addr", "127.0.0.1:0", "--feed-snapshot-addr", "127.0.0.1:0"])
             .args(["--metrics-addr", "127.0.0.1:0"])
             // A test that needs the FIX port to stay across a restart names it.
