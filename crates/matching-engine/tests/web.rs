@@ -387,28 +387,72 @@ fn the_page_shows_a_lost_server_and_recovers_when_it_is_back() {
     server.stop();
 }
 
+/// What watches the market while `page_under_full_load` runs.
+#[derive(Clone, Copy, Debug)]
+enum Watcher {
+    Nobody,
+    /// The page in headless Chromium (on the same two cores as the server).
+    Page,
+    /// A plain WebSocket client subscribed to the same `book` channel as
+    /// the page (depth 50): what one such subscriber costs the server.
+    Subscriber,
+}
+
+/// A `book` subscriber that counts what it gets, until `stop`.
+fn subscriber(
+    http: std::net::SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+) -> std::thread::JoinHandle<u64> {
+    use futures_util::{SinkExt, StreamExt};
+    use tokio_tungstenite::tungstenite::Message;
+    std::thread::spawn(move || {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        runtime.block_on(async move {
+            let (mut ws, _) = tokio_tungstenite::connect_async(format!("ws://{http}/ws")).await.unwrap();
+            let subscribe = json!({ "op": "subscribe", "channel": "book", "symbol": "SYM001", "depth": 50 });
+            ws.send(Message::Text(subscribe.to_string().into())).await.unwrap();
+            let mut count = 0;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                match tokio::time::timeout(Duration::from_millis(100), ws.next()).await {
+                    Ok(Some(Ok(_))) => count += 1,
+                    Ok(_) => break,
+                    Err(_) => {}
+                }
+            }
+            count
+        })
+    })
+}
+
 /// Not a check: a measurement for docs/BENCHMARKS.md ("The web page"). Runs
-/// `load` at full speed against a fresh server, alternately with the page
-/// open on the busiest symbol and without it, and prints the page's frames
-/// a second, the market-data messages it took, and the load's throughput.
+/// `load` at full speed against a fresh server, in turn with nobody
+/// watching, with the page open on the busiest symbol, and with a plain
+/// WebSocket subscriber of the same channel; prints the page's frames a
+/// second and the market-data messages it took, and the load's summary.
 ///
 /// `cargo test --release -p matching-engine --test web -- --ignored --nocapture page_under_full_load`
+/// (`ROUNDS`, `COMMANDS` to change the defaults 3 and 1,000,000).
 #[test]
 #[ignore]
 fn page_under_full_load() {
     let _one = ONE_BROWSER.lock().unwrap_or_else(|p| p.into_inner());
     let rounds: usize = std::env::var("ROUNDS").ok().and_then(|r| r.parse().ok()).unwrap_or(3);
-    let commands = std::env::var("COMMANDS").unwrap_or_else(|_| "400000".to_string());
+    let commands = std::env::var("COMMANDS").unwrap_or_else(|_| "1000000".to_string());
+    let watchers = [Watcher::Nobody, Watcher::Page, Watcher::Subscriber];
     for round in 0..rounds {
-        for with_page in [round % 2 == 0, round % 2 != 0] {
-            let data = scratch(&format!("web-bench-{round}-{with_page}"));
+        for k in 0..watchers.len() {
+            let watcher = watchers[(round + k) % watchers.len()];
+            let data = scratch(&format!("web-bench-{round}-{k}"));
             let server = Server::start(&data.join("d"), &["--no-fix"]);
-            let browser = with_page.then(|| {
+            let browser = matches!(watcher, Watcher::Page).then(|| {
                 let browser = Browser::start();
                 browser.goto(&format!("http://{}/?symbol=SYM001", server.http));
                 wait_state(&browser, "#status", "live");
                 browser
             });
+            let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+            let counter = matches!(watcher, Watcher::Subscriber).then(|| subscriber(server.http, stop.clone()));
+            let started = Instant::now();
             let load = Command::new(env!("CARGO_BIN_EXE_matching-engine"))
                 .args(["load", "--wire", "binary", "--addr", &server.binary.to_string(), "--json", "--quiet"])
                 .args(["--connections", "4", "--window", "1000", "--commands", &commands])
@@ -416,30 +460,38 @@ fn page_under_full_load() {
                 .stderr(Stdio::piped())
                 .spawn()
                 .unwrap();
-            // Sample the page over the middle of the run.
+            // The page, sampled over two seconds in the middle of the run.
             std::thread::sleep(Duration::from_secs(1));
             let sample = browser.as_ref().map(|b| {
                 let before = page_stats(b);
-                let started = Instant::now();
-                std::thread::sleep(Duration::from_secs(3));
+                let at = Instant::now();
+                std::thread::sleep(Duration::from_secs(2));
                 let after = page_stats(b);
-                let seconds = started.elapsed().as_secs_f64();
+                let seconds = at.elapsed().as_secs_f64();
                 let delta = |k: &str| (after[k].as_f64().unwrap_or(0.0) - before[k].as_f64().unwrap_or(0.0)) / seconds;
-                (delta("frames"), delta("renders"), delta("mdMessages"), after["resyncs"].clone())
+                let heap = b.execute("return performance.memory ? performance.memory.usedJSHeapSize : null;", vec![]);
+                format!(
+                    "{:.1} frames/s, {:.1} renders/s, {:.0} md messages/s, resyncs {}, checksum errors {}, JS heap {heap} B",
+                    delta("frames"),
+                    delta("renders"),
+                    delta("mdMessages"),
+                    after["resyncs"],
+                    after["checksumErrors"]
+                )
             });
             let output = load.wait_with_output().unwrap();
+            let seconds = started.elapsed().as_secs_f64();
             assert!(output.status.success(), "{}", String::from_utf8_lossy(&output.stderr));
+            stop.store(true, std::sync::atomic::Ordering::Relaxed);
+            let received = counter.map(|c| format!("{:.0} md messages/s", c.join().unwrap() as f64 / seconds));
             let summary: Value = serde_json::from_slice(&output.stdout).unwrap_or(Value::Null);
-            let heap = browser
-                .as_ref()
-                .map(|b| b.execute("return performance.memory ? performance.memory.usedJSHeapSize : null;", vec![]));
-            match sample {
-                Some((frames, renders, messages, resyncs)) => println!(
-                    "round {round} page open: {frames:.1} frames/s, {renders:.1} renders/s, {messages:.0} md messages/s, resyncs {resyncs}, JS heap {:?}; load {}",
-                    heap, summary
-                ),
-                None => println!("round {round} no page: load {summary}"),
-            }
+            println!(
+                "round {round} {watcher:?}: load {} commands/s, p50 {} us, p99 {} us; {}",
+                summary["answered_per_s"],
+                summary["latency_us"]["p50"],
+                summary["latency_us"]["p99"],
+                sample.or(received).unwrap_or_default()
+            );
             drop(browser);
             server.stop();
         }

@@ -12,6 +12,7 @@ use axum::extract::ws::{Message, WebSocket, WebSocketUpgrade};
 use axum::extract::{ConnectInfo, State};
 use axum::response::Response;
 use axum::routing::get;
+use futures_util::SinkExt;
 use matching_core::UserId;
 use matching_proto::json_md::{MdError, MdMessage, parse_md_request, write_md};
 use matching_proto::json_session::{parse_request, write_reply};
@@ -142,10 +143,12 @@ impl Transport for WsJson {
     }
 
     async fn flush(&mut self) -> io::Result<()> {
+        // Every message queued, then one flush: one write for the batch,
+        // not one per message (a book subscriber gets thousands a second).
         for text in self.output.drain(..) {
-            self.socket.send(Message::Text(text.into())).await.map_err(io::Error::other)?;
+            self.socket.feed(Message::Text(text.into())).await.map_err(io::Error::other)?;
         }
-        Ok(())
+        self.socket.flush().await.map_err(io::Error::other)
     }
 
     fn logged_in(&mut self, user: UserId) {
