@@ -471,12 +471,13 @@ fn page_under_full_load() {
                 let delta = |k: &str| (after[k].as_f64().unwrap_or(0.0) - before[k].as_f64().unwrap_or(0.0)) / seconds;
                 let heap = b.execute("return performance.memory ? performance.memory.usedJSHeapSize : null;", vec![]);
                 format!(
-                    "{:.1} frames/s, {:.1} renders/s, {:.0} md messages/s, resyncs {}, checksum errors {}, JS heap {heap} B",
+                    "{:.1} frames/s, {:.1} renders/s, {:.0} md messages/s, resyncs {}, checksum errors {}, conflated {}, JS heap {heap} B",
                     delta("frames"),
                     delta("renders"),
                     delta("mdMessages"),
                     after["resyncs"],
-                    after["checksumErrors"]
+                    after["checksumErrors"],
+                    after["conflations"]
                 )
             });
             let output = load.wait_with_output().unwrap();
