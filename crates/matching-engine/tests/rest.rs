@@ -75,7 +75,6 @@ fn the_api_answers_from_what_was_traded() {
     assert_eq!(book["bids"], json!([[100, 2], [99, 4]]));
     assert_eq!(book["asks"], json!([[103, 1], [104, 6]]));
     assert_eq!(book["md_seq"], btc["md_seq"]);
-    assert_eq!(http.get("/api/book?symbol=BTC-USD&depth=all").unwrap().body, book);
 
     // The book channel on the WebSocket starts from the same message.
     let ws_book = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(async {
@@ -145,6 +144,7 @@ fn the_api_answers_from_what_was_traded() {
         "/api/book?symbol=BTC-USD&depth=0",
         "/api/book?symbol=BTC-USD&depth=1001",
         "/api/book?symbol=BTC-USD&depth=x",
+        "/api/book?symbol=BTC-USD&depth=all",
         "/api/trades?symbol=BTC-USD&after=-1",
         "/api/trades?symbol=BTC-USD&limit=1001",
         "/api/candles?symbol=BTC-USD&interval=5m",

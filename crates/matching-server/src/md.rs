@@ -144,10 +144,10 @@ pub(crate) enum MdControl {
 pub(crate) enum MdQuery {
     /// Every symbol the feed has named, with its top of book and tape.
     Symbols,
-    /// The best `depth` levels of each side (every level if `None`).
+    /// The best `depth` levels of each side.
     Book {
         symbol: Symbol,
-        depth: Option<usize>,
+        depth: usize,
     },
     /// Trades after `after` (a trade id), the newest `limit`.
     Trades {
@@ -863,7 +863,7 @@ fn answer(query: MdQuery, book: &FeedBook, out: &Out) -> String {
         MdQuery::Book { symbol, depth } => {
             // The same message a `book` subscription starts with.
             let locate = book.locate(&symbol);
-            let sub = Subscription { conn: 0, channel: Channel::Book, depth, stale: false };
+            let sub = Subscription { conn: 0, channel: Channel::Book, depth: Some(depth), stale: false };
             let mut text = Vec::new();
             if let Some(message) = snapshot(book, locate, symbol, md_seq(locate), &sub) {
                 write_md(&mut text, &message);

@@ -47,9 +47,15 @@ const BOOK_DEPTH_MAX: usize = 1000;
 const TRADES_DEFAULT: usize = 100;
 const CANDLES_DEFAULT: usize = 300;
 
+/// Market-data reads waiting for the md thread at once; more are refused
+/// (503) rather than queued: the md thread also publishes the feed, and
+/// the driver waits for it if it falls a whole ring behind.
+const MD_QUERIES_MAX: usize = 8;
+
 struct Rest {
     context: Arc<Context>,
     web_dir: Option<PathBuf>,
+    md_queries: Arc<tokio::sync::Semaphore>,
 }
 
 pub(crate) fn router(context: Arc<Context>, web_dir: Option<PathBuf>) -> Router {
@@ -64,7 +70,11 @@ pub(crate) fn router(context: Arc<Context>, web_dir: Option<PathBuf>) -> Router 
         .route("/api/candles", get(candles))
         .route("/api/orders", get(orders))
         .fallback(|| async { error((404, "no such page".to_string())) })
-        .with_state(Arc::new(Rest { context, web_dir }))
+        .with_state(Arc::new(Rest {
+            context,
+            web_dir,
+            md_queries: Arc::new(tokio::sync::Semaphore::new(MD_QUERIES_MAX)),
+        }))
 }
 
 async fn page(State(rest): State<Arc<Rest>>, name: &'static str) -> Response {
@@ -134,6 +144,9 @@ async fn ask_md(rest: &Rest, query: Result<MdQuery, Refused>) -> Response {
     let Some(md) = &rest.context.md else {
         return error((503, "the server runs without market data".to_string()));
     };
+    let Ok(_permit) = Arc::clone(&rest.md_queries).try_acquire_owned() else {
+        return error((503, format!("busy: {MD_QUERIES_MAX} market-data reads are being answered; try again")));
+    };
     let (reply, answer) = oneshot::channel();
     md.send(MdControl::Query { query, reply });
     match tokio::time::timeout(Duration::from_secs(10), answer).await {
@@ -149,11 +162,7 @@ async fn symbols(State(rest): State<Arc<Rest>>) -> Response {
 
 async fn book(State(rest): State<Arc<Rest>>, query: Params) -> Response {
     let query = params(query).and_then(|p| {
-        let depth = match p.get("depth").map(String::as_str) {
-            Some("all") => None,
-            _ => Some(count(&p, "depth", BOOK_DEPTH, BOOK_DEPTH_MAX)?),
-        };
-        Ok(MdQuery::Book { symbol: symbol(&p)?, depth })
+        Ok(MdQuery::Book { symbol: symbol(&p)?, depth: count(&p, "depth", BOOK_DEPTH, BOOK_DEPTH_MAX)? })
     });
     ask_md(&rest, query).await
 }
