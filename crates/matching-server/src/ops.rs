@@ -327,10 +327,7 @@ async fn ask(ops: &Ops, headers: &HeaderMap, request: AdminRequest) -> Result<se
         return Err((503, format!("not ready: {}", ops.phase().label())));
     };
     if !ops.open {
-        let token = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        let credentials = token.and_then(|t| t.strip_prefix("Bearer ")).and_then(|t| t.split_once(':'));
-        let role = credentials.and_then(|(user, key)| context.auth.check(user.parse().ok()?, key));
-        match role {
+        match bearer(headers, &context.auth).map(|(_, role)| role) {
             Some(Role::Operator) => {}
             Some(_) => return Err((403, "the console is for operators".to_string())),
             None => {
@@ -348,6 +345,14 @@ async fn ask(ops: &Ops, headers: &HeaderMap, request: AdminRequest) -> Result<se
         Ok(Err(_)) => Err((503, "the server is stopping".to_string())),
         Err(_) => Err((504, "the engine did not answer within 10 s".to_string())),
     }
+}
+
+/// The user and role of `Authorization: Bearer <user>:<key>`, if they check.
+pub(crate) fn bearer(headers: &HeaderMap, auth: &crate::session::Auth) -> Option<(matching_core::UserId, Role)> {
+    let token = headers.get(header::AUTHORIZATION)?.to_str().ok()?;
+    let (user, key) = token.strip_prefix("Bearer ")?.split_once(':')?;
+    let user = user.parse().ok()?;
+    Some((user, auth.check(user, key)?))
 }
 
 fn parse<T: std::str::FromStr>(text: &str, what: &str) -> Result<T, Refused> {

@@ -196,13 +196,7 @@ async fn candles(State(rest): State<Arc<Rest>>, query: Params) -> Response {
 async fn orders(State(rest): State<Arc<Rest>>, headers: HeaderMap, query: Params) -> Response {
     let answer = async {
         let p = params(query)?;
-        let token = headers.get(header::AUTHORIZATION).and_then(|v| v.to_str().ok());
-        let credentials = token.and_then(|t| t.strip_prefix("Bearer ")).and_then(|t| t.split_once(':'));
-        let caller = credentials.and_then(|(user, key)| {
-            let user: UserId = user.parse().ok()?;
-            Some((user, rest.context.auth.check(user, key)?))
-        });
-        let Some((caller, role)) = caller else {
+        let Some((caller, role)) = crate::ops::bearer(&headers, &rest.context.auth) else {
             return Err((401, "a user's credentials are needed: Authorization: Bearer <user>:<key>".to_string()));
         };
         let user = match p.get("user") {
