@@ -498,3 +498,48 @@ fn page_under_full_load() {
         }
     }
 }
+
+/// Not a check: a measurement for docs/BENCHMARKS.md ("The web page"). On a
+/// quiet server, a second user's order rests at a new best bid; the time
+/// from its `accepted` (durable) reaching that user to the page's ladder
+/// showing the level, polled over WebDriver every few milliseconds.
+///
+/// `GAP_MS=150 cargo test --release -p matching-engine --test web -- --ignored --nocapture page_latency`
+#[test]
+#[ignore]
+fn page_latency() {
+    let _one = ONE_BROWSER.lock().unwrap_or_else(|p| p.into_inner());
+    let data = scratch("web-latency");
+    let server = Server::start(&data.join("d"), &["--no-fix"]);
+    let browser = Browser::start();
+    browser.goto(&format!("http://{}/?symbol=BTC-USD", server.http));
+    wait_state(&browser, "#status", "live");
+    let mut trader = Lines::login(server.json, 8, "");
+    let shows =
+        "return document.querySelector(`#ladder tr.level[data-side='buy'][data-price='${arguments[0]}']`) !== null;";
+    // The pause between orders (`GAP_MS`, default 150: each its own redraw).
+    let gap = Duration::from_millis(std::env::var("GAP_MS").ok().and_then(|g| g.parse().ok()).unwrap_or(150));
+    let mut samples = Vec::new();
+    for i in 0..40u64 {
+        let price = 1000 + i;
+        let answer = trader.call(&json!({ "op": "new", "symbol": "BTC-USD", "side": "buy", "price": price, "qty": 1 }));
+        assert_eq!(answer["ev"], "accepted");
+        let accepted = Instant::now();
+        while browser.execute(shows, vec![json!(price)]) != json!(true) {
+            assert!(accepted.elapsed() < WAIT, "the ladder never showed {price}");
+        }
+        samples.push(accepted.elapsed().as_secs_f64() * 1000.0);
+        std::thread::sleep(gap);
+    }
+    samples.sort_by(f64::total_cmp);
+    let at = |q: f64| samples[((samples.len() - 1) as f64 * q).round() as usize];
+    println!(
+        "accepted -> ladder over {} orders {gap:?} apart: min {:.1} ms, p50 {:.1} ms, p90 {:.1} ms, max {:.1} ms",
+        samples.len(),
+        at(0.0),
+        at(0.5),
+        at(0.9),
+        at(1.0)
+    );
+    server.stop();
+}
