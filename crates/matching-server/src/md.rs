@@ -551,6 +551,14 @@ struct Out {
     stats: Arc<MdStats>,
     /// By locate: each symbol's trading since start.
     tapes: HashMap<u32, Tape>,
+    /// The wall clock (ms since the Unix epoch), read once a pass of the
+    /// thread's loop, not per trade: the tapes' trade times.
+    now_ms: u64,
+}
+
+/// Milliseconds since the Unix epoch.
+fn unix_ms() -> u64 {
+    std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH).map_or(0, |d| d.as_millis() as u64)
 }
 
 impl Out {
@@ -604,10 +612,7 @@ impl Sink for PublisherSink<'_> {
             // Before any other message of the symbol: its waiting subscribers hear all of them.
             FeedMessage::SymbolDirectory { locate, symbol, .. } => out.hub.named(locate, symbol),
             FeedMessage::Trade { locate, taker_side, qty, price, match_number, .. } => {
-                let time_ms = std::time::SystemTime::now()
-                    .duration_since(std::time::UNIX_EPOCH)
-                    .map_or(0, |d| d.as_millis() as u64);
-                let trade = TapeTrade { trade_id: match_number, price, qty, taker_side, time_ms };
+                let trade = TapeTrade { trade_id: match_number, price, qty, taker_side, time_ms: out.now_ms };
                 out.tapes.entry(locate).or_default().trade(trade);
                 out.hub.print(message);
             }
@@ -699,6 +704,7 @@ pub(crate) fn start(
         scratch: Vec::with_capacity(64),
         stats,
         tapes: HashMap::new(),
+        now_ms: unix_ms(),
     };
     if continued.is_none() {
         let seq = 0;
@@ -788,6 +794,7 @@ fn run(
             }
         }
         let mut taken = 0;
+        out.now_ms = unix_ms();
         while let Ok(input) = inputs.pop() {
             taken += 1;
             let mut sink = PublisherSink { out: &mut out };

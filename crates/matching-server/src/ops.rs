@@ -306,8 +306,8 @@ fn disk(ops: &Ops) -> Option<Disk> {
     Some(disk)
 }
 
-/// A console error: its HTTP status and what to say.
-type Refused = (u16, String);
+/// A console (or REST) error: its HTTP status and what to say.
+pub(crate) type Refused = (u16, String);
 
 fn error_response((code, message): Refused) -> Response {
     let code = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -336,6 +336,11 @@ async fn ask(ops: &Ops, headers: &HeaderMap, request: AdminRequest) -> Result<se
             }
         }
     }
+    ask_driver(context, request).await
+}
+
+/// Hands `request` to the driver and waits (10 s at most) for its answer.
+pub(crate) async fn ask_driver(context: &Context, request: AdminRequest) -> Result<serde_json::Value, Refused> {
     let (tx, rx) = oneshot::channel::<AdminAnswer>();
     if !context.driver.send(Inbound::Admin(request, tx)).await {
         return Err((503, "the server is stopping".to_string()));

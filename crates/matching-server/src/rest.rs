@@ -29,8 +29,9 @@ use matching_proto::json_md::Level;
 use serde::Serialize;
 use tokio::sync::oneshot;
 
-use crate::driver::{AdminAnswer, AdminRequest, Inbound};
+use crate::driver::AdminRequest;
 use crate::md::{MdControl, MdQuery};
+use crate::ops::Refused;
 use crate::session::Context;
 use crate::users::Role;
 
@@ -97,9 +98,6 @@ async fn page(State(rest): State<Arc<Rest>>, name: &'static str) -> Response {
     };
     ([(header::CONTENT_TYPE, content_type), (header::CACHE_CONTROL, "no-cache")], body).into_response()
 }
-
-/// An error answer: its status and what to say.
-type Refused = (u16, String);
 
 fn error((code, message): Refused) -> Response {
     let code = StatusCode::from_u16(code).unwrap_or(StatusCode::INTERNAL_SERVER_ERROR);
@@ -206,15 +204,7 @@ async fn orders(State(rest): State<Arc<Rest>>, headers: HeaderMap, query: Params
         if user != caller && role != Role::Operator {
             return Err((403, "a trader sees only their own orders".to_string()));
         }
-        let (tx, rx) = oneshot::channel::<AdminAnswer>();
-        if !rest.context.driver.send(Inbound::Admin(AdminRequest::Orders(user), tx)).await {
-            return Err((503, "the server is stopping".to_string()));
-        }
-        match tokio::time::timeout(Duration::from_secs(10), rx).await {
-            Ok(Ok(answer)) => answer,
-            Ok(Err(_)) => Err((503, "the server is stopping".to_string())),
-            Err(_) => Err((504, "the engine did not answer within 10 s".to_string())),
-        }
+        crate::ops::ask_driver(&rest.context, AdminRequest::Orders(user)).await
     };
     match answer.await {
         Ok(value) => json_body(value.to_string()),
